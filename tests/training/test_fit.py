@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pipelines.params import TrainerParams, parse_params
+from tests.conftest import REPO, TINY_TRAIN
+from training.datamodule import BucketBatchSampler, Collate, TextDataModule
+from training.evaluation import predict_split, score
+from training.fit import fit_classifier
+
+
+def _data(processed_dir, batch_size=16, **kw):
+    return TextDataModule(processed_dir, processed_dir / "tokenizer.json", batch_size, bucket_batches=4, **kw)
+
+
+def _trainer(**overrides) -> TrainerParams:
+    return TrainerParams(**{**TINY_TRAIN["trainer"], **overrides})
+
+
+@pytest.mark.parametrize("name", ["textrnn", "rcnn", "bilstm"])
+def test_two_batch_fit_of_each_model(processed_dir, tmp_path, name):
+    data = _data(processed_dir)
+    config = parse_params({"train": TINY_TRAIN}).train.model(name).model_dump()
+    tp = _trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=2)
+    result = fit_classifier(name, config, tp, data, tmp_path, progress_bar=False)
+    assert result.best_checkpoint.is_file()
+    assert len(result.history) == 1 and {"train_loss", "val_macro_f1"} <= set(result.history[0])
+    assert 0.0 <= result.best_val_macro_f1 <= 1.0
+
+
+def test_same_seed_twice_gives_same_metrics(processed_dir, tmp_path):
+    config = {"embedding_dim": 16, "hidden_size": 16, "attention_size": 16}
+    runs = [
+        fit_classifier("bilstm", config, _trainer(max_epochs=2), _data(processed_dir), tmp_path / str(i),
+                       progress_bar=False).history
+        for i in range(2)
+    ]
+    assert runs[0] == runs[1]
+    assert runs[0][-1]["train_loss"] < runs[0][0]["train_loss"] * 1.5
+
+
+def test_training_learns_the_tiny_task(processed_dir, tmp_path):
+    data = _data(processed_dir)
+    config = {"embedding_dim": 16, "hidden_size": 16, "fc_hidden": 16}
+    result = fit_classifier("textrnn", config, _trainer(max_epochs=6, patience=6), data, tmp_path,
+                            progress_bar=False)
+    from training.evaluation import load_classifier
+
+    preds, target = predict_split(load_classifier(result.best_checkpoint), data, "test")
+    assert score(preds, target, data.labels)["accuracy"] > 0.6  # three classes: chance is 0.33
+
+
+def test_bucketed_batches_cover_every_row_once_with_little_padding(processed_dir):
+    data = _data(processed_dir, batch_size=8)
+    lengths = [len(x) for x in data.datasets["train"].ids]
+    sampler = BucketBatchSampler(lengths, 8, bucket_batches=4, seed=3)
+    batches = list(sampler)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    assert batches != list(sampler)  # a new order each epoch
+    padded = sum(8 * max(lengths[i] for i in b) for b in batches)
+    unsorted = sum(8 * max(lengths[i] for i in range(s, min(s + 8, len(lengths))))
+                   for s in range(0, len(lengths), 8))
+    assert padded < unsorted
+    shards = [list(BucketBatchSampler(lengths, 8, 4, True, 3, rank, 2)) for rank in (0, 1)]
+    assert len(shards[0]) == len(shards[1]) and not set(map(tuple, shards[0])) & set(map(tuple, shards[1]))
+
+
+def test_collate_pads_to_batch_longest_or_max_len():
+    items = [([3, 4, 5], 1), ([6], 0)]
+    ids, labels = Collate()(items)
+    assert ids.tolist() == [[3, 4, 5], [6, 0, 0]] and labels.tolist() == [1, 0]
+    assert Collate(pad_to=5)(items)[0].shape == (2, 5)
+
+
+def test_class_weights_are_inverse_frequency(processed_dir, tmp_path):
+    data = _data(processed_dir)
+    tp = _trainer(max_epochs=1, limit_train_batches=1, limit_val_batches=1, class_weights=True)
+    result = fit_classifier("bilstm", {"embedding_dim": 8, "hidden_size": 8, "attention_size": 8}, tp, data,
+                            tmp_path, progress_bar=False)
+    weight = result.trainer.lightning_module.loss.weight
+    counts = torch.tensor(data.class_counts(), dtype=torch.float)
+    assert torch.allclose(weight, counts.sum() / (len(counts) * counts))
+
+
+@pytest.mark.slow
+def test_ddp_fit_with_two_cpu_processes(tiny_workdir):
+    run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tiny_workdir, env=_env(),  # noqa: E731
+                                    capture_output=True, text=True, timeout=600)
+    for stage in (["pipelines.ingest"], ["pipelines.preprocess"]):
+        assert run(*stage).returncode == 0
+    params = (tiny_workdir / "params.yaml").read_text()
+    params = params.replace("devices: 1", "devices: 2\n    strategy: ddp")
+    (tiny_workdir / "params.yaml").write_text(params)
+    done = run("pipelines.train", "--model", "textrnn")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tiny_workdir / "models/textrnn/best.ckpt").is_file()
+    assert json.loads((tiny_workdir / "models/textrnn/train.json").read_text())["epochs"] == 2
+
+
+def _env():
+    import os
+
+    return {**os.environ, "PYTHONPATH": str(REPO)}

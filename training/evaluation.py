@@ -1,0 +1,63 @@
+"""Scoring a checkpoint on a split: accuracy, macro-F1, per-class P/R/F1, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+from training.datamodule import TextDataModule
+from training.module import TextClassifier
+
+
+class CheckpointError(FileNotFoundError):
+    """A checkpoint is missing or can't be read."""
+
+
+def load_classifier(path: str | Path) -> TextClassifier:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} not found: run the train stage for this model first")
+    try:
+        module = TextClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # torch raises many kinds for a truncated or foreign file
+        raise CheckpointError(f"checkpoint {path} can't be read ({type(err).__name__}: {err}); retrain it") from None
+    return module.eval()
+
+
+@torch.inference_mode()
+def predict_split(module: TextClassifier, data: TextDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(predicted class ids, targets) over a whole split, in the loader's order."""
+    preds, targets = [], []
+    for input_ids, target in data._loader(split, shuffle=False):
+        preds.append(module(input_ids).argmax(-1))
+        targets.append(target)
+    return torch.cat(preds), torch.cat(targets)
+
+
+def score(preds: torch.Tensor, target: torch.Tensor, labels: list[str]) -> dict[str, Any]:
+    n = len(labels)
+    per_class = {
+        "precision": multiclass_precision(preds, target, n, average=None),
+        "recall": multiclass_recall(preds, target, n, average=None),
+        "f1": multiclass_f1_score(preds, target, n, average=None),
+    }
+    support = torch.bincount(target, minlength=n)
+    return {
+        "accuracy": round(float(multiclass_accuracy(preds, target, n, average="micro")), 6),
+        "macro_f1": round(float(multiclass_f1_score(preds, target, n, average="macro")), 6),
+        "n": len(target),
+        "per_class": {
+            label: {k: round(float(v[i]), 6) for k, v in per_class.items()} | {"support": int(support[i])}
+            for i, label in enumerate(labels)
+        },
+        "confusion_matrix": multiclass_confusion_matrix(preds, target, n).tolist(),
+    }

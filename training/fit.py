@@ -1,0 +1,106 @@
+"""One training run: Trainer with early stopping on val macro-F1, best checkpoint, per-epoch history."""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+from training.datamodule import TextDataModule
+from training.module import TextClassifier
+
+MONITOR = "val_macro_f1"
+CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "train_macro_f1", "val_macro_f1")
+
+
+class EpochHistory(Callback):
+    """Keeps each epoch's train and val metrics (Lightning runs validation before on_train_epoch_end)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch}
+        row.update({k: round(float(metrics[k]), 6) for k in CURVE_KEYS if k in metrics})
+        self.rows.append(row)
+
+    def write_csv(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["epoch", *CURVE_KEYS], extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+@dataclass
+class FitResult:
+    best_checkpoint: Path
+    best_val_macro_f1: float
+    history: list[dict[str, float]]
+    epoch_seconds: list[float] = field(default_factory=list)
+    trainer: L.Trainer | None = None
+
+
+class EpochTimer(Callback):
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer, module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, module) -> None:
+        self.seconds.append(time.perf_counter() - self._start)
+
+
+def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool = False,
+                 callbacks: list[Callback] = (), progress_bar: bool = True) -> L.Trainer:
+    tp = trainer_params
+    return L.Trainer(
+        max_epochs=tp.max_epochs, accelerator=tp.accelerator, devices=tp.devices, strategy=tp.strategy,
+        precision=tp.precision, gradient_clip_val=tp.gradient_clip_val or None,
+        deterministic=tp.deterministic, logger=loggers, enable_progress_bar=progress_bar,
+        limit_train_batches=tp.limit_train_batches, limit_val_batches=tp.limit_val_batches,
+        use_distributed_sampler=False,  # the bucket sampler shards by rank itself
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+        callbacks=[
+            EarlyStopping(MONITOR, mode="max", patience=tp.patience),
+            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
+                            save_top_k=1, enable_version_counter=False),
+            *callbacks,
+        ],
+    )
+
+
+def fit_classifier(
+    model_name: str, model_config: dict[str, Any], trainer_params: Any, data: TextDataModule,
+    checkpoint_dir: Path, loggers: list | bool = False, progress_bar: bool = True,
+) -> FitResult:
+    """Seeded, deterministic fit of one model; the best checkpoint by val macro-F1 lands in checkpoint_dir."""
+    tp = trainer_params
+    L.seed_everything(tp.seed, workers=True, verbose=False)
+    if tp.num_threads:
+        torch.set_num_threads(tp.num_threads)
+    weights = None
+    if tp.class_weights:
+        counts = data.class_counts()
+        weights = [sum(counts) / (len(counts) * max(c, 1)) for c in counts]
+    module = TextClassifier(model_name, model_config, data.vocab_size, data.labels, tp.lr,
+                            tp.weight_decay, tp.warmup_ratio, weights)
+    history, timer = EpochHistory(), EpochTimer()
+    callbacks: list[Callback] = [history, timer]
+    if loggers:
+        callbacks.append(LearningRateMonitor("epoch"))
+    trainer = make_trainer(tp, checkpoint_dir, loggers, callbacks, progress_bar)
+    trainer.fit(module, datamodule=data)
+    checkpoint = trainer.checkpoint_callback
+    best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
+    return FitResult(Path(checkpoint.best_model_path), best, history.rows, timer.seconds, trainer)

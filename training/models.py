@@ -1,0 +1,96 @@
+"""The three classifiers. Bare nn.Modules: input_ids [batch, seq] (0 = pad, right-padded) → logits."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from training.encoder import MaskedRNN
+
+PAD_ID = 0
+
+
+def lengths_of(input_ids: torch.Tensor) -> torch.Tensor:
+    # Every row has at least one token (the tokenizer turns an empty text into [UNK]).
+    return (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
+
+
+class TextRNN(nn.Module):
+    """embedding → deep (bi)RNN → last valid hidden state → FC → ReLU/dropout → FC."""
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, cell: str = "gru", embedding_dim: int = 128,
+        hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
+        dropout: float = 0.3, fc_hidden: int = 128,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(self.encoder.output_size, fc_hidden), nn.ReLU(),
+            nn.Dropout(dropout), nn.Linear(fc_hidden, num_classes),
+        )
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        lengths = lengths_of(input_ids)
+        _, final = self.encoder(self.embedding(input_ids), lengths)
+        return self.head(final)
+
+
+class RCNN(nn.Module):
+    """Lai et al. 2015: [left context; word; right context] → linear → tanh → masked max-pool → FC."""
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, cell: str = "lstm", embedding_dim: int = 128,
+        hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.3, projection_size: int = 128,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, True, dropout)
+        self.projection = nn.Linear(self.encoder.output_size + embedding_dim, projection_size)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(projection_size, num_classes)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = input_ids != PAD_ID
+        embedded = self.embedding(input_ids)
+        context, _ = self.encoder(embedded, lengths_of(input_ids))
+        h = self.encoder.hidden_size
+        latent = torch.tanh(self.projection(torch.cat([context[..., :h], embedded, context[..., h:]], -1)))
+        latent = latent.masked_fill(~mask.unsqueeze(-1), torch.finfo(latent.dtype).min)
+        return self.classifier(self.dropout(latent.max(dim=1).values))
+
+
+class BiLSTM(nn.Module):
+    """Bidirectional LSTM → masked additive attention pooling over time → FC."""
+
+    def __init__(
+        self, vocab_size: int, num_classes: int, embedding_dim: int = 128, hidden_size: int = 128,
+        num_layers: int = 1, dropout: float = 0.3, attention_size: int = 128,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        self.encoder = MaskedRNN("lstm", embedding_dim, hidden_size, num_layers, True, dropout)
+        self.attention = nn.Sequential(
+            nn.Linear(self.encoder.output_size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1)
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.encoder.output_size, num_classes)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        mask = input_ids != PAD_ID
+        outputs, _ = self.encoder(self.embedding(input_ids), lengths_of(input_ids))
+        scores = self.attention(outputs).squeeze(-1)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        weights = torch.softmax(scores, dim=1).unsqueeze(-1)
+        return self.classifier(self.dropout((weights * outputs).sum(dim=1)))
+
+
+MODELS: dict[str, type[nn.Module]] = {"textrnn": TextRNN, "rcnn": RCNN, "bilstm": BiLSTM}
+
+
+def build_model(name: str, vocab_size: int, num_classes: int, **config: object) -> nn.Module:
+    """Instantiate a classifier by name with its params section as keyword arguments."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}: choose one of {', '.join(MODELS)}")
+    return MODELS[name](vocab_size=vocab_size, num_classes=num_classes, **config)

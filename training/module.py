@@ -1,0 +1,82 @@
+"""The LightningModule: cross-entropy, AdamW with warm-up + cosine, accuracy and macro-F1 per epoch."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from training.models import build_model
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {"acc": MulticlassAccuracy(num_classes, average="micro"),
+         "macro_f1": MulticlassF1Score(num_classes, average="macro")},
+        prefix=prefix,
+    )
+
+
+class TextClassifier(LightningModule):
+    def __init__(
+        self, model_name: str, model_config: dict[str, Any], vocab_size: int, labels: list[str],
+        lr: float = 2e-3, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = build_model(model_name, vocab_size, len(labels), **model_config)
+        weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
+        self.loss = nn.CrossEntropyLoss(weight=weight)
+        self.train_metrics = _metrics(len(labels), "train_")
+        self.val_metrics = _metrics(len(labels), "val_")
+        self.test_metrics = _metrics(len(labels), "test_")
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection):
+        input_ids, target = batch
+        logits = self(input_ids)
+        loss = self.loss(logits.float(), target)
+        metrics.update(logits, target)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
+                 batch_size=len(target), sync_dist=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train", self.train_metrics)
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._step(batch, "test", self.test_metrics)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        no_decay = [p for n, p in self.named_parameters() if p.ndim < 2 or "embedding" in n]
+        decay = [p for n, p in self.named_parameters() if not (p.ndim < 2 or "embedding" in n)]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.lr,
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(total * hp.warmup_ratio)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=warmup, total=total))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def warmup_cosine(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to the peak learning rate, then cosine decay to zero at the last step."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
