@@ -11,15 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training.tracking import TrackingError
+
 # Offline and quiet by default: nothing phones home.
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Errors a user can cause: shown as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, TrackingError)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import logging
 from pathlib import Path
 
@@ -10,8 +11,43 @@ from pipelines.cli import parser, run, write_json
 from pipelines.params import MODEL_NAMES, load_params
 from training.datamodule import TextDataModule
 from training.evaluation import load_classifier, predict_split, score
+from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.evaluate")
+
+
+def confusion_figure(matrix: list[list[int]], labels: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="actual", title="test confusion matrix")
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def log_to_run(train_summary: Path, results: dict, metrics_file: Path) -> None:
+    """Add val/test metrics, the confusion matrix image and the metrics file to the model's training run."""
+    import mlflow
+
+    quiet_mlflow()
+    run_id = json.loads(train_summary.read_text())["mlflow_run_id"]
+    client = mlflow.MlflowClient(tracking_uri())
+    for split in ("val", "test"):
+        for key in ("accuracy", "macro_f1"):
+            client.log_metric(run_id, f"{split}_{key}_final", results[split][key])
+        for label, values in results[split]["per_class"].items():
+            client.log_metric(run_id, f"{split}_f1_{label}", values["f1"])
+    figure = confusion_figure(results["test"]["confusion_matrix"], results["labels"])
+    client.log_figure(run_id, figure, "confusion_matrix.png")
+    client.log_artifact(run_id, str(metrics_file), "metrics")
 
 
 def main() -> None:
@@ -37,6 +73,7 @@ def main() -> None:
         writer = csv.writer(fh)
         writer.writerow(["actual", "predicted"])
         writer.writerows((data.labels[t], data.labels[p]) for p, t in zip(preds.tolist(), target.tolist(), strict=True))
+    log_to_run(Path(args.models) / args.model / "train.json", results, metrics_dir / f"{args.model}.json")
     log.info("evaluate %s: test accuracy %.4f, macro-F1 %.4f", args.model,
              results["test"]["accuracy"], results["test"]["macro_f1"])
 

@@ -5,12 +5,30 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from lightning.pytorch.loggers import MLFlowLogger
+
 from pipelines.cli import parser, run, write_json
-from pipelines.params import MODEL_NAMES, load_params
+from pipelines.params import MODEL_NAMES, Params, load_params
 from training.datamodule import TextDataModule
-from training.fit import fit_classifier
+from training.fit import fit_classifier, write_curves
+from training.tracking import check_reachable, ensure_experiment, experiment_name, flatten, quiet_mlflow, run_tags
+from training.tracking import tracking_uri as current_tracking_uri
 
 log = logging.getLogger("textclf.train")
+
+
+def mlflow_logger(model: str, params: Params, data_dir: Path) -> MLFlowLogger:
+    """A run in the dataset's experiment, tagged with commit, data hash and model, with every param."""
+    quiet_mlflow()
+    uri = current_tracking_uri()
+    check_reachable(uri)
+    name = experiment_name(params.data.source)
+    ensure_experiment(name)
+    logger = MLFlowLogger(experiment_name=name, tracking_uri=uri, run_name=model, tags=run_tags(model, data_dir))
+    relevant = {"data": params.data.model_dump(), "preprocess": params.preprocess.model_dump(),
+                "train": {"trainer": params.train.trainer.model_dump(), model: params.train.model(model).model_dump()}}
+    logger.log_hyperparams(flatten(relevant))
+    return logger
 
 
 def main() -> None:
@@ -20,23 +38,29 @@ def main() -> None:
     p.add_argument("--out", default="models", help="checkpoints go to OUT/<model>/")
     p.add_argument("--metrics", default="metrics", help="curves go to METRICS/curves/<model>.csv")
     args = p.parse_args()
-    params = load_params(args.params).train
+    all_params = load_params(args.params)
+    params = all_params.train
     tp, model_params = params.trainer, params.model(args.model)
     data = TextDataModule(args.data, Path(args.data) / "tokenizer.json", tp.batch_size,
                           tp.bucket_batches, tp.pad_to_max_len, tp.seed)
     out = Path(args.out) / args.model
-    result = fit_classifier(args.model, model_params.model_dump(), tp, data, out)
+    logger = mlflow_logger(args.model, all_params, Path(args.data))
+    result = fit_classifier(args.model, model_params.model_dump(), tp, data, out, loggers=[logger])
     if result.trainer is not None and result.trainer.global_rank != 0:
         return
-    from training.fit import EpochHistory
-
-    history = EpochHistory()
-    history.rows = result.history
-    history.write_csv(Path(args.metrics) / "curves" / f"{args.model}.csv")
-    write_json(out / "train.json", {
+    curves = Path(args.metrics) / "curves" / f"{args.model}.csv"
+    write_curves(result.history, curves)
+    summary = {
         "model": args.model, "best_val_macro_f1": round(result.best_val_macro_f1, 6),
         "epochs": len(result.history), "epoch_seconds": [round(s, 2) for s in result.epoch_seconds],
-    })
+        "mlflow_run_id": logger.run_id, "mlflow_experiment_id": logger.experiment_id,
+    }
+    write_json(out / "train.json", summary)
+    client = logger.experiment
+    # The checkpoint travels with its tokenizer, so a later export can rebuild the bundle from the run alone.
+    client.log_artifact(logger.run_id, str(result.best_checkpoint), "checkpoint")
+    client.log_artifact(logger.run_id, str(Path(args.data) / "tokenizer.json"), "checkpoint")
+    client.log_artifact(logger.run_id, str(curves), "curves")
     log.info("train %s: best val macro-F1 %.4f after %d epochs", args.model, result.best_val_macro_f1,
              len(result.history))
 

@@ -33,12 +33,15 @@ class EpochHistory(Callback):
         row.update({k: round(float(metrics[k]), 6) for k in CURVE_KEYS if k in metrics})
         self.rows.append(row)
 
-    def write_csv(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["epoch", *CURVE_KEYS], extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(self.rows)
+
+
+def write_curves(rows: list[dict[str, float]], path: Path) -> None:
+    """Per-epoch metrics as CSV, the shape `dvc plots` reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["epoch", *CURVE_KEYS], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 @dataclass

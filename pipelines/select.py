@@ -1,0 +1,84 @@
+"""Stage select: pick the best model by validation macro-F1 (never test) and gate its promotion.
+
+The chosen model is registered and gets the alias `champion` only if its val macro-F1 reaches
+`select.min_val_f1` and is not below the current champion's on the same data hash.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from pipelines.cli import parser, run, write_json
+from pipelines.params import MODEL_NAMES, load_params
+from training.tracking import data_hash, quiet_mlflow, tracking_uri
+
+log = logging.getLogger("textclf.select")
+ALIAS = "champion"
+
+
+def current_champion(client, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        return None  # no registered model yet, or no alias
+
+
+def gate(val_f1: float, min_val_f1: float, champion, digest: str) -> tuple[bool, str]:
+    if val_f1 < min_val_f1:
+        return False, f"val macro-F1 {val_f1:.4f} is below select.min_val_f1 {min_val_f1}"
+    if champion is not None and champion.tags.get("data_hash") == digest:
+        best = float(champion.tags.get("val_macro_f1", "nan"))
+        if val_f1 < best:
+            return False, (f"val macro-F1 {val_f1:.4f} is below champion v{champion.version} "
+                           f"({champion.tags.get('model')}, {best:.4f}) on the same data")
+    return True, "passed the gate"
+
+
+def main() -> None:
+    import mlflow
+
+    p = parser(__doc__)
+    p.add_argument("--metrics", default="metrics")
+    p.add_argument("--models", default="models")
+    p.add_argument("--data", default="data/processed")
+    args = p.parse_args()
+    params = load_params(args.params).select
+    quiet_mlflow()
+    scores = {m: json.loads((Path(args.metrics) / f"{m}.json").read_text()) for m in MODEL_NAMES}
+    best = max(MODEL_NAMES, key=lambda m: scores[m]["val"]["macro_f1"])
+    val_f1 = scores[best]["val"]["macro_f1"]
+    run_id = json.loads((Path(args.models) / best / "train.json").read_text())["mlflow_run_id"]
+    digest = data_hash(args.data)
+    client = mlflow.MlflowClient(tracking_uri())
+    champion = current_champion(client, params.registered_model_name)
+    promoted, reason = gate(val_f1, params.min_val_f1, champion, digest)
+    if promoted:
+        name = params.registered_model_name
+        if not client.search_registered_models(filter_string=f"name = '{name}'"):
+            client.create_registered_model(name, description="textclf champion classifier (ONNX bundle source)")
+        source = f"{client.get_run(run_id).info.artifact_uri}/checkpoint"
+        tags = {"model": best, "data_hash": digest, "val_macro_f1": str(val_f1),
+                "test_macro_f1": str(scores[best]["test"]["macro_f1"])}
+        champion = client.create_model_version(name, source, run_id=run_id, tags=tags)
+        client.set_registered_model_alias(name, ALIAS, champion.version)
+    summary = {
+        "model": best, "val": _headline(scores[best]["val"]), "test": _headline(scores[best]["test"]),
+        "promoted": promoted, "reason": reason, "data_hash": digest, "registered_model": params.registered_model_name,
+        "champion": None if champion is None else {
+            "version": str(champion.version), "model": champion.tags.get("model"), "run_id": champion.run_id},
+        "candidates": {m: _headline(scores[m]["val"]) for m in MODEL_NAMES},
+    }
+    write_json(Path(args.metrics) / "best.json", summary)
+    log.info("select: %s (val macro-F1 %.4f) %s: %s", best, val_f1, "promoted" if promoted else "not promoted", reason)
+
+
+def _headline(split: dict) -> dict:
+    return {"accuracy": split["accuracy"], "macro_f1": split["macro_f1"]}
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,0 +1,129 @@
+"""`dvc repro` end to end in a throwaway git repo, real MLflow (sqlite) and a real BentoML store.
+
+One project is built per module and the tests run in file order on it: a full repro, a no-op repro,
+a one-model change, the promotion gate, an experiment, a DVC remote.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import mlflow
+import pytest
+
+from tests.pipelines.project import make_project, read_params, sh, write_params
+
+pytestmark = pytest.mark.slow
+ALL_STAGES = {"ingest", "preprocess", "train@textrnn", "train@rcnn", "train@bilstm", "evaluate@textrnn",
+              "evaluate@rcnn", "evaluate@bilstm", "select", "export", "package"}
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = make_project(tmp_path_factory.mktemp("project"))
+    first = sh(tmp, "dvc", "repro")
+    assert ran(first.stdout) == ALL_STAGES
+    sh(tmp, "git", "add", "-A")
+    sh(tmp, "git", "commit", "-qm", "first repro")
+    return tmp
+
+
+def client(project):
+    return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+
+
+def test_full_repro_writes_every_output(project):
+    for path in ("data/processed/report.json", "metrics/best.json", "metrics/export.json",
+                 "artifacts/bundle/model.onnx", "artifacts/bundle/tokenizer.json", "artifacts/bundle/meta.json",
+                 "artifacts/bento_model.json", *(f"metrics/{m}.json" for m in ("textrnn", "rcnn", "bilstm"))):
+        assert (project / path).is_file(), path
+    best = json.loads((project / "metrics/best.json").read_text())
+    assert best["promoted"] is True and best["champion"]["version"] == "1"
+    export = json.loads((project / "metrics/export.json").read_text())
+    assert export["parity"]["max_abs_diff"] <= 1e-5
+    meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
+    assert meta["labels"] == ["neg", "pos"] and meta["model_name"] == best["model"]
+
+
+def test_second_repro_is_a_no_op(project):
+    again = sh(project, "dvc", "repro")
+    assert ran(again.stdout) == set() and "Data and pipelines are up to date" in again.stdout
+
+
+def test_metrics_and_plots_cover_all_models(project):
+    shown = sh(project, "dvc", "metrics", "show", "--json").stdout
+    metrics = json.loads(shown)
+    files = next(iter(metrics.values()))["data"]
+    assert {f"metrics/{m}.json" for m in ("textrnn", "rcnn", "bilstm")} <= set(files)
+    plots = sh(project, "dvc", "plots", "show", "--json").stdout
+    assert all(name in plots for name in ("val_macro_f1", "confusion_textrnn", "confusion_bilstm"))
+
+
+def test_mlflow_holds_each_training_run(project):
+    c = client(project)
+    experiment = c.get_experiment_by_name("textclf-corpus")
+    runs = c.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "rcnn", "textrnn"]
+    for run in runs:
+        model = run.data.tags["model"]
+        assert {"git_commit", "git_dirty", "data_hash"} <= set(run.data.tags)
+        assert run.data.params[f"train.{model}.hidden_size"] == "16"
+        assert run.data.params["train.trainer.batch_size"] == "16"
+        assert {"val_macro_f1", "train_loss", "val_loss", "test_accuracy_final", "test_macro_f1_final"} \
+            <= set(run.data.metrics)
+        history = c.get_metric_history(run.info.run_id, "val_macro_f1")
+        assert len(history) == 2  # one point per epoch
+        artifacts = {a.path for a in c.list_artifacts(run.info.run_id)}
+        assert {"checkpoint", "confusion_matrix.png", "curves", "metrics"} <= artifacts
+
+
+def test_one_model_change_reruns_only_that_model(project):
+    params = read_params(project)
+    params["train"]["textrnn"]["hidden_size"] = 12
+    write_params(project, params)
+    out = sh(project, "dvc", "repro").stdout
+    assert ran(out) == {"train@textrnn", "evaluate@textrnn", "select", "export", "package"}
+
+
+def test_worse_model_does_not_take_champion(project):
+    c = client(project)
+    before = c.get_model_version_by_alias("textclf", "champion").version
+    bundle_before = (project / "artifacts/bundle/meta.json").read_text()
+    params = read_params(project)
+    params["select"]["min_val_f1"] = 1.0
+    write_params(project, params)
+    sh(project, "dvc", "repro")
+    best = json.loads((project / "metrics/best.json").read_text())
+    assert best["promoted"] is False and "below select.min_val_f1" in best["reason"]
+    assert c.get_model_version_by_alias("textclf", "champion").version == before
+    assert json.loads((project / "artifacts/bundle/meta.json").read_text())["version"] == \
+        json.loads(bundle_before)["version"]
+
+
+def test_dvc_experiment_is_tracked_and_compared(project):
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "gate params")
+    out = sh(project, "dvc", "exp", "run", "-S", "train.bilstm.hidden_size=8", "-n", "small-bilstm").stdout
+    assert "train@bilstm" in ran(out) and "train@rcnn" not in ran(out)
+    table = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
+    assert "small-bilstm" in json.dumps(table)
+    runs = client(project).search_runs(
+        [client(project).get_experiment_by_name("textclf-corpus").experiment_id],
+        filter_string="tags.dvc_experiment = 'small-bilstm'")
+    assert len(runs) == 1 and runs[0].data.params["train.bilstm.hidden_size"] == "8"
+
+
+def test_push_and_pull_through_a_local_remote(project, tmp_path):
+    sh(project, "dvc", "remote", "add", "-d", "-f", "local", str(tmp_path / "remote"))
+    sh(project, "dvc", "push")
+    before = (project / "data/processed/train.parquet").read_bytes()
+    shutil.rmtree(project / ".dvc/cache")
+    (project / "data/processed/train.parquet").unlink()
+    sh(project, "dvc", "pull")
+    assert (project / "data/processed/train.parquet").read_bytes() == before

@@ -1,0 +1,106 @@
+"""MLflow wiring: where the store is, one experiment per dataset, run tags, reachability, flat params."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STORE = "sqlite:///mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+
+
+class TrackingError(RuntimeError):
+    """The tracking server can't be used."""
+
+
+def quiet_mlflow() -> None:
+    """Telemetry off and start-up chatter (alembic migrations, store init) down to warnings."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "true")
+    # Fail fast on an unreachable server instead of minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+    for name in ("alembic", "mlflow.store", "mlflow.tracking", "mlflow.utils"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_STORE
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """One quick request to an HTTP tracking server; a local store needs none."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except (urllib.error.URLError, OSError) as err:
+        reason = getattr(err, "reason", err)
+        raise TrackingError(f"MLflow tracking server {uri} can't be reached ({reason}); "
+                            "start it or unset MLFLOW_TRACKING_URI") from None
+
+
+def experiment_name(source: str) -> str:
+    """One experiment per dataset: the built-in corpus name, or the data file's stem."""
+    return f"textclf-{Path(source).stem if '/' in source or '.' in source else source}"
+
+
+def ensure_experiment(name: str) -> str:
+    """The experiment's id, creating it with artifacts under mlartifacts/ for a local store."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri())
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if tracking_uri().startswith("sqlite:"):
+        location = Path(ARTIFACT_DIR).resolve().as_uri()
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def data_hash(data_dir: str | Path) -> str:
+    """sha256 over the processed splits and tokenizer: the identity of the data a model saw."""
+    digest = hashlib.sha256()
+    for name in ("train.parquet", "val.parquet", "test.parquet", "tokenizer.json"):
+        digest.update(name.encode())
+        digest.update((Path(data_dir) / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def git_state() -> tuple[str, bool]:
+    """(commit, dirty) of the working tree; ('unknown', True) outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, check=True).stdout
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return "unknown", True
+    return commit.strip(), bool(dirty.strip())
+
+
+def run_tags(model: str, data_dir: str | Path) -> dict[str, str]:
+    commit, dirty = git_state()
+    tags = {"model": model, "git_commit": commit, "git_dirty": str(dirty).lower(), "data_hash": data_hash(data_dir),
+            "mlflow.source.git.commit": commit}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    return tags
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 1}} → {'train.lr': 1}: every param as one MLflow param."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
