@@ -29,7 +29,8 @@ def env(tmp: Path, **extra: str) -> dict[str, str]:
 def sh(tmp: Path, *cmd: str, check: bool = True, **extra: str) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, cwd=tmp, env=env(tmp, **extra), capture_output=True, text=True, timeout=900)
     if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}")
+        tail = f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+        raise AssertionError(f"{' '.join(cmd)} failed ({done.returncode}):\n{tail}")
     return done
 
 

@@ -1,0 +1,64 @@
+import json
+import random
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from training.evaluation import CheckpointError, load_classifier
+from training.export import ExportError, check_parity, export_onnx, pad_batch
+from training.models import build_model
+
+MAX_LEN = 40
+
+
+def _random_ids(n: int, seed: int = 0) -> list[list[int]]:
+    rng = random.Random(seed)
+    return [[rng.randint(1, 99) for _ in range(rng.randint(1, MAX_LEN))] for _ in range(n)]
+
+
+@pytest.mark.parametrize(("name", "config"), [("textrnn", {"cell": "gru", "num_layers": 2}),
+                                              ("rcnn", {"cell": "lstm"}), ("bilstm", {}), ("textrnn", {"cell": "rnn"})])
+def test_parity_over_random_lengths_and_batch_sizes(tmp_path, name, config):
+    torch.manual_seed(0)
+    model = build_model(name, 100, 3, embedding_dim=16, hidden_size=12, **config).eval()
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, {"labels": json.dumps(["a", "b", "c"]), "model_name": name})
+    result = check_parity(model, path, _random_ids(400), atol=1e-5, max_batch=64)
+    assert result["max_abs_diff"] <= 1e-5 and result["batches"] >= 8
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(meta["labels"]) == ["a", "b", "c"] and meta["model_name"] == name
+
+
+def test_onnx_io_contract_and_padding_invariance(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("bilstm", 100, 2, embedding_dim=8, hidden_size=8).eval()
+    export_onnx(model, tmp_path / "m.onnx", {})
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["input_ids"]
+    assert [o.name for o in session.get_outputs()] == ["probabilities", "logits"]
+    ids = _random_ids(5, seed=3)
+    batched = session.run(["probabilities"], {"input_ids": pad_batch(ids)})[0]
+    alone = np.concatenate([session.run(["probabilities"], {"input_ids": pad_batch([x])})[0] for x in ids])
+    assert batched.dtype == np.float32 and np.allclose(batched.sum(1), 1.0, atol=1e-6)
+    assert np.abs(batched - alone).max() <= 1e-6
+
+
+def test_parity_failure_is_loud(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("textrnn", 100, 2, embedding_dim=8, hidden_size=8).eval()
+    export_onnx(model, tmp_path / "m.onnx", {})
+    with torch.no_grad():
+        model.head[-1].bias[0] += 1.0  # the ONNX file no longer matches the weights
+    with pytest.raises(ExportError, match="differ by"):
+        check_parity(model, tmp_path / "m.onnx", _random_ids(20))
+
+
+def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_classifier(tmp_path / "best.ckpt")
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="can't be read"):
+        load_classifier(tmp_path / "bad.ckpt")
