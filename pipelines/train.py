@@ -13,6 +13,7 @@ from training.datamodule import TextDataModule
 from training.fit import fit_classifier, write_curves
 from training.tracking import check_reachable, ensure_experiment, experiment_name, flatten, quiet_mlflow, run_tags
 from training.tracking import tracking_uri as current_tracking_uri
+from training.transfer import load_lm_bundle
 
 log = logging.getLogger("textclf.train")
 
@@ -37,6 +38,7 @@ def main() -> None:
     p.add_argument("--data", default="data/processed", help="preprocess's output folder")
     p.add_argument("--out", default="models", help="checkpoints go to OUT/<model>/")
     p.add_argument("--metrics", default="metrics", help="curves go to METRICS/curves/<model>.csv")
+    p.add_argument("--lm", default="models/lm", help="the pretrain stage's output folder")
     args = p.parse_args()
     all_params = load_params(args.params)
     params = all_params.train
@@ -45,7 +47,15 @@ def main() -> None:
                           tp.bucket_batches, tp.pad_to_max_len, tp.seed)
     out = Path(args.out) / args.model
     logger = mlflow_logger(args.model, all_params, Path(args.data))
-    result = fit_classifier(args.model, model_params.model_dump(), tp, data, out, loggers=[logger])
+    lm_bundle = None
+    if tp.init_from_lm:
+        if all_params.pretrain.enabled:
+            lm_bundle = load_lm_bundle(Path(args.lm) / "lm.pt")
+        else:
+            log.warning("train: init_from_lm is on but pretrain.enabled is false; training from scratch")
+    logger.log_hyperparams({"initialised_from_lm": lm_bundle is not None})
+    result = fit_classifier(args.model, model_params.model_dump(), tp, data, out, loggers=[logger],
+                            lm_bundle=lm_bundle)
     if result.trainer is not None and result.trainer.global_rank != 0:
         return
     curves = Path(args.metrics) / "curves" / f"{args.model}.csv"

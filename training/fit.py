@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 
 from training.datamodule import TextDataModule
 from training.module import TextClassifier
+from training.tokenizer import file_sha256
+
+log = logging.getLogger("textclf.fit")
 
 MONITOR = "val_macro_f1"
 CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "train_macro_f1", "val_macro_f1")
@@ -85,7 +89,7 @@ def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool
 
 def fit_classifier(
     model_name: str, model_config: dict[str, Any], trainer_params: Any, data: TextDataModule,
-    checkpoint_dir: Path, loggers: list | bool = False, progress_bar: bool = True,
+    checkpoint_dir: Path, loggers: list | bool = False, progress_bar: bool = True, lm_bundle: dict | None = None,
 ) -> FitResult:
     """Seeded, deterministic fit of one model; the best checkpoint by val macro-F1 lands in checkpoint_dir."""
     tp = trainer_params
@@ -98,6 +102,9 @@ def fit_classifier(
         weights = [sum(counts) / (len(counts) * max(c, 1)) for c in counts]
     module = TextClassifier(model_name, model_config, data.vocab_size, data.labels, tp.lr,
                             tp.weight_decay, tp.warmup_ratio, weights)
+    if lm_bundle is not None:
+        loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path), tp.pretrained_lr_scale)
+        log.info("%s: %d tensors initialised from the language model", model_name, len(loaded))
     history, timer = EpochHistory(), EpochTimer()
     callbacks: list[Callback] = [history, timer]
     if loggers:

@@ -13,6 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from training.models import build_model
+from training.transfer import init_from_lm
 
 
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -37,6 +38,13 @@ class TextClassifier(LightningModule):
         self.train_metrics = _metrics(len(labels), "train_")
         self.val_metrics = _metrics(len(labels), "val_")
         self.test_metrics = _metrics(len(labels), "test_")
+        self.pretrained_params: list[str] = []  # set by init_from_language_model
+        self.pretrained_lr_scale = 1.0
+
+    def init_from_language_model(self, bundle: dict, tokenizer_sha256: str, lr_scale: float) -> list[str]:
+        self.pretrained_params = init_from_lm(self.model, bundle, tokenizer_sha256)
+        self.pretrained_lr_scale = lr_scale
+        return self.pretrained_params
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
@@ -62,12 +70,17 @@ class TextClassifier(LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        no_decay = [p for n, p in self.named_parameters() if p.ndim < 2 or "embedding" in n]
-        decay = [p for n, p in self.named_parameters() if not (p.ndim < 2 or "embedding" in n)]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.lr,
-        )
+        # Weight decay on matrices only; LM-initialised weights learn at a lower rate so they aren't washed out.
+        pretrained = {f"model.{name}" for name in self.pretrained_params}
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, param in self.named_parameters():
+            decay = param.ndim >= 2 and "embedding" not in name
+            groups.setdefault((decay, name in pretrained), []).append(param)
+        optimizer = torch.optim.AdamW([
+            {"params": params, "weight_decay": hp.weight_decay if decay else 0.0,
+             "lr": hp.lr * (self.pretrained_lr_scale if is_pretrained else 1.0)}
+            for (decay, is_pretrained), params in groups.items()
+        ], lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(total * hp.warmup_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=warmup, total=total))

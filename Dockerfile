@@ -1,0 +1,34 @@
+# Serving image: BentoML + onnxruntime over the exported bundle. No torch, runs as a non-root user.
+#   docker build -t textclf-serve .   (needs artifacts/bundle/ from `make run`)
+#   docker run --rm -p 3000:3000 textclf-serve
+
+# --- build stage: a virtual environment with only the `serve` extra -----------------------------------
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+RUN python -m venv /opt/venv
+WORKDIR /src
+# Only what the distribution needs to build; training/ and pipelines/ stay out of the image.
+COPY pyproject.toml README.md ./
+COPY serving/ serving/
+RUN /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
+    && /opt/venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
+
+# --- runtime stage -------------------------------------------------------------------------------------
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    BENTOML_DO_NOT_TRACK=true \
+    BENTOML_HOME=/home/app/bentoml \
+    TEXTCLF_BUNDLE=/app/bundle
+RUN useradd --no-log-init --create-home --uid 10001 --user-group app
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /app
+COPY --chown=10001:10001 artifacts/bundle/ /app/bundle/
+USER 10001:10001
+EXPOSE 3000
+# Ready only once the model is loaded and a warm-up prediction passed (see serving/service.py).
+HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:3000/readyz', timeout=2).status != 200)"]
+CMD ["bentoml", "serve", "serving.service:Classifier", "--host", "0.0.0.0", "--port", "3000"]

@@ -1,0 +1,119 @@
+"""Stage pretrain: forward and backward LSTM language models on unlabelled text (train split + corpora).
+
+Writes models/lm/lm.pt (both models, their config and the tokenizer's sha256) and metrics/lm.json.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.loggers import MLFlowLogger
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader
+
+from pipelines.cli import parser, run, write_json
+from pipelines.params import Params, PretrainParams, load_params
+from training.lm import LanguageModelModule, StreamWindows
+from training.tokenizer import SEP_ID, file_sha256
+from training.tracking import ensure_experiment, experiment_name, flatten, quiet_mlflow, run_tags, tracking_uri
+from training.unlabelled import read_unlabelled
+
+log = logging.getLogger("textclf.pretrain")
+
+
+def token_stream(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> torch.Tensor:
+    """Texts in order, each ended by [SEP], cut at max_tokens."""
+    ids: list[int] = []
+    for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
+        ids += [*enc.ids, SEP_ID]
+        if len(ids) >= max_tokens:
+            break
+    return torch.tensor(ids[:max_tokens], dtype=torch.long)
+
+
+def fit_direction(stream: torch.Tensor, params: PretrainParams, vocab_size: int, logger) -> tuple[dict, dict]:
+    """One language model over `stream`: the tail `heldout_ratio` is held out for perplexity."""
+    L.seed_everything(params.seed, verbose=False)
+    cut = int(len(stream) * (1 - params.heldout_ratio))
+    train = StreamWindows(stream[:cut], params.streams, params.bptt)
+    heldout = StreamWindows(stream[cut:], max(1, min(params.streams, (len(stream) - cut) // (4 * params.bptt))),
+                            params.bptt)
+    loader = lambda ds: DataLoader(ds, batch_size=None, shuffle=False)  # noqa: E731 - windows must stay in order
+    module = LanguageModelModule(vocab_size, params.embedding_dim, params.hidden_size, params.num_layers,
+                                 params.dropout, params.lr)
+    trainer = L.Trainer(max_epochs=params.max_epochs, accelerator=params.accelerator, devices=1,
+                        precision=params.precision, gradient_clip_val=params.gradient_clip_val or None,
+                        logger=logger, enable_checkpointing=False, enable_model_summary=False,
+                        num_sanity_val_steps=0, log_every_n_steps=50)
+    trainer.fit(module, loader(train), loader(heldout))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return module.model.state_dict(), {"val_ppl": metrics["val_ppl"], "train_ppl": metrics.get("train_ppl"),
+                                       "tokens": len(stream), "model": module.model}
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--data", default="data/processed")
+    p.add_argument("--out", default="models/lm")
+    p.add_argument("--metrics", default="metrics")
+    args = p.parse_args()
+    all_params: Params = load_params(args.params)
+    params = all_params.pretrain
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not params.enabled:
+        log.warning("pretrain: pretrain.enabled is false; the classifiers will train from scratch")
+        (out / "lm.pt").unlink(missing_ok=True)
+        write_json(Path(args.metrics) / "lm.json", {"enabled": False})
+        return
+    tokenizer_path = Path(args.data) / "tokenizer.json"
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_truncation()  # the stream is contiguous; max_len is for classification only
+    texts = pd.read_parquet(Path(args.data) / "train.parquet")["text"].tolist()  # never val or test
+    for corpus in read_unlabelled(params.corpora).values():
+        texts += corpus
+    quiet_mlflow()
+    name = experiment_name(all_params.data.source)
+    ensure_experiment(name)
+    result, start = {"enabled": True}, time.perf_counter()
+    states = {}
+    for direction in ("forward", "backward"):
+        stream = token_stream(tokenizer, texts, params.max_tokens)
+        if direction == "backward":
+            stream = stream.flip(0)
+        logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=f"lm-{direction}",
+                              tags=run_tags(f"lm-{direction}", args.data))
+        logger.log_hyperparams(flatten({"pretrain": params.model_dump()}))
+        states[direction], info = fit_direction(stream, params, tokenizer.get_vocab_size(), logger)
+        samples = sample_texts(info.pop("model"), tokenizer, texts, params, reverse=direction == "backward")
+        logger.experiment.log_text(logger.run_id, "\n\n".join(samples), "samples.txt")
+        result[direction] = info | {"samples": samples}
+        log.info("pretrain %s: held-out perplexity %.1f over %d tokens", direction, info["val_ppl"], info["tokens"])
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    torch.save({"forward": states["forward"], "backward": states["backward"],
+                "config": params.model_dump(), "tokenizer_sha256": file_sha256(tokenizer_path),
+                "vocab_size": tokenizer.get_vocab_size()}, out / "lm.pt")
+    write_json(Path(args.metrics) / "lm.json", result)
+
+
+def sample_texts(model, tokenizer: Tokenizer, texts: list[str], params: PretrainParams, reverse: bool) -> list[str]:
+    """A few continuations of real text openings, to see what the model learned."""
+    samples = []
+    for i in range(params.samples):
+        prompt = tokenizer.encode(texts[i * 97 % len(texts)][:4], add_special_tokens=False).ids or [SEP_ID]
+        if reverse:
+            prompt = prompt[::-1]
+        ids = model.sample(prompt, 30, params.sample_temperature, seed=params.seed + i)
+        ids = ids[: ids.index(SEP_ID)] if SEP_ID in ids else ids
+        full = (prompt + ids)[::-1] if reverse else prompt + ids
+        samples.append("".join(tokenizer.id_to_token(t) for t in full))
+    return samples
+
+
+if __name__ == "__main__":
+    run(main)

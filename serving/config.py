@@ -1,0 +1,44 @@
+"""Serving settings, read once from `TEXTCLF_*` environment variables (defaults suit a 2-core box)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "TEXTCLF_"
+
+
+class ServingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    bundle: Path = Field(Path("artifacts/bundle"), description="directory with model.onnx, tokenizer.json, meta.json")
+    max_texts: int = Field(32, ge=1, description="most texts in one request")
+    max_chars: int = Field(2000, ge=1, description="most characters in one text")
+    max_body_bytes: int = Field(1_000_000, ge=64, description="largest request body")
+    # Adaptive batching: max_batch_size counts texts. max_latency_ms is BentoML's deadline after which a
+    # queued request is answered 503, not a gathering window, so it is generous.
+    max_batch_size: int = Field(64, ge=1)
+    max_latency_ms: int = Field(10_000, ge=10)
+    workers: int = Field(1, ge=1, description="worker processes, each with its own model copy")
+    onnx_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per worker")
+    timeout_s: float = Field(30.0, gt=0, description="per-request timeout")
+    api_token: str | None = Field(None, description="when set, /classify needs 'Authorization: Bearer <token>'")
+
+
+def load_config(environ: Mapping[str, str] | None = None) -> ServingConfig:
+    """Build the config from `TEXTCLF_<FIELD>` variables; a bad value is a one-line error naming the variable."""
+    env = os.environ if environ is None else environ
+    values = {
+        name: env[ENV_PREFIX + name.upper()]
+        for name in ServingConfig.model_fields
+        if env.get(ENV_PREFIX + name.upper(), "") != ""
+    }
+    try:
+        return ServingConfig(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        var = ENV_PREFIX + str(first["loc"][0]).upper()
+        raise ValueError(f"{var}={env.get(var)!r} is invalid: {first['msg']}") from None

@@ -1,0 +1,163 @@
+"""Score texts with the exported bundle: `tokenizer.json` + `model.onnx` + `meta.json`.
+
+Imports only numpy, tokenizers and onnxruntime, never torch or `training/`, so the serving image stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+UNK_ID = 1  # the bundle contract: [PAD]=0, [UNK]=1
+BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")
+
+
+class BundleError(RuntimeError):
+    """The bundle directory is missing, incomplete or unreadable."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    model_name: str
+    version: str
+    labels: tuple[str, ...]
+    max_len: int
+    metrics: dict[str, Any]
+    meta: dict[str, Any]
+
+
+def read_meta(bundle: Path) -> ModelInfo:
+    """Parse `meta.json`; a missing key is a `BundleError` naming the file and the key."""
+    path = bundle / "meta.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        labels = tuple(str(label) for label in meta["labels"])
+        info = ModelInfo(
+            model_name=str(meta["model_name"]),
+            version=str(meta["version"]),
+            labels=labels,
+            max_len=int(meta["max_len"]),
+            metrics=dict(meta.get("metrics") or {}),
+            meta=meta,
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"cannot read {path}: {exc!r}") from exc
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise BundleError(f"{path}: 'labels' must list at least two distinct labels, got {list(labels)}")
+    return info
+
+
+def _pick_providers(ort: Any) -> list[str]:
+    # CUDAExecutionProvider is listed by onnxruntime-gpu even on machines without a usable GPU or CUDA
+    # libraries; creating a session with it then logs a wall of errors, so only offer it when a GPU shows up.
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" in available and _cuda_device_present():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _cuda_device_present() -> bool:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return False
+    return any(Path("/dev").glob("nvidia[0-9]*"))
+
+
+class OnnxPredictor:
+    """Loads a bundle once; `predict` scores a list of texts, grouping them by length to keep padding small."""
+
+    def __init__(self, bundle: str | os.PathLike[str], intra_op_threads: int = 1, group_size: int = 64):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.bundle = Path(bundle)
+        missing = [name for name in BUNDLE_FILES if not (self.bundle / name).is_file()]
+        if missing:
+            raise BundleError(f"bundle {self.bundle} lacks {', '.join(missing)}")
+        self.info = read_meta(self.bundle)
+        self.labels = self.info.labels
+        self.group_size = group_size
+        try:
+            self.tokenizer = Tokenizer.from_file(str(self.bundle / "tokenizer.json"))
+        except Exception as exc:  # tokenizers raises a bare Exception on a corrupt file
+            raise BundleError(f"cannot read {self.bundle / 'tokenizer.json'}: {exc}") from exc
+        # The bundle's tokenizer must truncate, or a long text makes a huge tensor; enforce max_len here too.
+        self.tokenizer.enable_truncation(self.info.max_len)
+        self.tokenizer.no_padding()
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(intra_op_threads))
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: no provider-fallback warnings in the serving log
+        self.providers = _pick_providers(ort)
+        try:
+            self.session = self._session(ort, options, self.providers)
+        except Exception as exc:
+            if self.providers[0] == "CPUExecutionProvider":
+                raise BundleError(f"cannot load {self.bundle / 'model.onnx'}: {exc}") from exc
+            # CUDA listed and a device present, but unusable (driver or library mismatch): fall back quietly.
+            logger.info("CUDA provider unusable (%s); using CPU", exc)
+            self.providers = ["CPUExecutionProvider"]
+            try:
+                self.session = self._session(ort, options, self.providers)
+            except Exception as exc2:
+                raise BundleError(f"cannot load {self.bundle / 'model.onnx'}: {exc2}") from exc2
+        self._check_io()
+
+    def _session(self, ort: Any, options: Any, providers: list[str]) -> Any:
+        return ort.InferenceSession(str(self.bundle / "model.onnx"), sess_options=options, providers=providers)
+
+    def _check_io(self) -> None:
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != ["input_ids"] or "probabilities" not in outputs:
+            raise BundleError(
+                f"{self.bundle / 'model.onnx'} must take 'input_ids' and output 'probabilities', "
+                f"has inputs {inputs} and outputs {outputs}"
+            )
+        meta_labels = self.session.get_modelmeta().custom_metadata_map.get("labels")
+        if meta_labels is not None and tuple(json.loads(meta_labels)) != self.labels:
+            raise BundleError(f"labels in {self.bundle / 'model.onnx'} differ from meta.json: {meta_labels}")
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text; an empty result becomes [UNK] so every row has at least one real token."""
+        encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [enc.ids or [UNK_ID] for enc in encodings]
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, shape [len(texts), len(labels)], rows in input order."""
+        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        ids = self.encode(texts)
+        # Sort by length and cut into groups: each group pads only to its own longest text. The models are
+        # padding-invariant, so this changes speed, never results.
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        for start in range(0, len(order), self.group_size):
+            rows = order[start : start + self.group_size]
+            width = len(ids[rows[-1]])
+            batch = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                batch[r, : len(ids[i])] = ids[i]
+            (probs,) = self.session.run(["probabilities"], {"input_ids": batch})
+            out[rows] = probs
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """One `{"label", "score", "scores"}` per text, in input order."""
+        probs = self.probabilities(texts)
+        best = probs.argmax(axis=1)
+        labels = self.labels
+        rows = probs.tolist()
+        return [
+            {"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
+            for k, row in zip(best.tolist(), rows, strict=True)
+        ]

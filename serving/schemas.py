@@ -1,0 +1,44 @@
+"""Request and response shapes of the REST API (pydantic v2); they are what the OpenAPI page shows."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, StringConstraints
+
+
+def texts_type(max_texts: int, max_chars: int) -> Any:
+    """The `texts` field of POST /classify: 1..max_texts strings of at most max_chars characters each."""
+    text = Annotated[str, StringConstraints(max_length=max_chars)]
+    return Annotated[
+        list[text],
+        Field(
+            min_length=1,
+            max_length=max_texts,
+            description=f"1 to {max_texts} texts, each at most {max_chars} characters",
+            examples=[["这本书很好看", "质量太差了"]],
+        ),
+    ]
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="the most probable label")
+    score: float = Field(description="probability of that label")
+    scores: dict[str, float] = Field(description="probability of every label, in the model's label order")
+
+
+class ModelCard(BaseModel):
+    model_name: str
+    version: str
+    labels: list[str]
+    max_len: int = Field(description="tokens kept per text; longer texts are truncated")
+    metrics: dict[str, Any] = Field(description="evaluation metrics recorded at export")
+    data_hash: str | None = None
+    git_commit: str | None = None
+    created: str | None = None
+    providers: list[str] = Field(description="onnxruntime execution providers in use")
+    limits: dict[str, int] = Field(description="request limits: max_texts, max_chars, max_body_bytes")
+
+
+class ErrorMessage(BaseModel):
+    error: str = Field(description="what was wrong with the request, naming the field")
