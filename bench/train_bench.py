@@ -1,6 +1,7 @@
 """Training numbers for bench/RESULTS.md: accuracy vs a TF-IDF baseline, epoch time, bucketing speed-up.
 
-Run after `python -m pipelines.ingest && python -m pipelines.preprocess` (the Makefile's `bench` does):
+Run after `dvc repro preprocess` (the Makefile's `bench-train` does). Each model is trained twice, from
+the language model pretrained in this run and from scratch:
     python -m bench.train_bench [--models textrnn rcnn bilstm] [--out bench/results/train.json]
 Everything is measured in this one run, on this machine, from data/processed/ and params.yaml.
 """
@@ -9,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +28,7 @@ from pipelines.params import MODEL_NAMES, load_params
 from training.datamodule import TextDataModule
 from training.evaluation import load_classifier, predict_split, score
 from training.fit import fit_classifier
+from training.transfer import load_lm_bundle
 
 DATA = Path("data/processed")
 
@@ -40,12 +45,22 @@ def tfidf_baseline() -> dict[str, float]:
             "fit_seconds": time.perf_counter() - start}
 
 
-def train_and_score(name: str, params, workdir: Path) -> dict:
+def pretrain(workdir: Path) -> tuple[dict, float]:
+    """The pretrain stage as the pipeline runs it, into a scratch folder and MLflow store; timed."""
+    start = time.perf_counter()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
+    subprocess.run([sys.executable, "-m", "pipelines.pretrain", "--out", str(workdir / "lm"), "--metrics",
+                    str(workdir)], check=True, env=env, capture_output=True)
+    seconds = time.perf_counter() - start
+    return json.loads((workdir / "lm.json").read_text()), seconds
+
+
+def train_and_score(name: str, params, workdir: Path, lm_bundle: dict | None) -> dict:
     tp = params.train.trainer
     data = TextDataModule(DATA, DATA / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, tp.seed)
     start = time.perf_counter()
     result = fit_classifier(name, params.train.model(name).model_dump(), tp, data, workdir / name,
-                            progress_bar=False)
+                            progress_bar=False, lm_bundle=lm_bundle)
     wall = time.perf_counter() - start
     module = load_classifier(result.best_checkpoint)
     test = score(*predict_split(module, data, "test"), data.labels)
@@ -57,7 +72,7 @@ def train_and_score(name: str, params, workdir: Path) -> dict:
 def tokens_per_second(name: str, params, pad_to_max_len: bool, batches: int = 60) -> float:
     """Real (non-pad) tokens trained per second over `batches` training steps."""
     tp = params.train.trainer.model_copy(update={"max_epochs": 1, "limit_train_batches": batches,
-                                                 "limit_val_batches": 1})
+                                                 "limit_val_batches": 1, "init_from_lm": False})
     data = TextDataModule(DATA, DATA / "tokenizer.json", tp.batch_size, tp.bucket_batches, pad_to_max_len, tp.seed)
     lengths = [len(x) for x in data.datasets["train"].ids]
     real = sum(sum(lengths[i] for i in batch) for _, batch in zip(range(batches), data._loader("train", True),
@@ -78,8 +93,16 @@ def main() -> None:
     results = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
                "baseline": tfidf_baseline(), "models": {}}
     with tempfile.TemporaryDirectory() as tmp:
+        lm_metrics, lm_seconds = pretrain(Path(tmp))
+        results["pretrain"] = {"wall_seconds": lm_seconds, "forward_val_ppl": lm_metrics["forward"]["val_ppl"],
+                               "backward_val_ppl": lm_metrics["backward"]["val_ppl"],
+                               "tokens_per_direction": lm_metrics["forward"]["tokens"]}
+        lm_bundle = load_lm_bundle(Path(tmp) / "lm" / "lm.pt")
         for name in args.models:
-            results["models"][name] = train_and_score(name, params, Path(tmp))
+            results["models"][name] = {
+                "pretrained": train_and_score(name, params, Path(tmp) / "lm-init", lm_bundle),
+                "scratch": train_and_score(name, params, Path(tmp) / "scratch", None),
+            }
             print(name, results["models"][name], flush=True)
     bucketed = tokens_per_second(args.speed_model, params, pad_to_max_len=False)
     padded = tokens_per_second(args.speed_model, params, pad_to_max_len=True)

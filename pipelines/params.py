@@ -62,13 +62,13 @@ class PretrainParams(Strict):
 
 class TrainerParams(Strict):
     seed: int = 42
-    max_epochs: int = Field(8, ge=1)
+    max_epochs: int = Field(6, ge=1)
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     gradient_clip_val: float = Field(1.0, ge=0)
-    patience: int = Field(3, ge=1)
+    patience: int = Field(2, ge=1)
     class_weights: bool = False
     bucket_batches: int = Field(50, ge=1, description="batches per shuffled chunk sorted by length")
     pad_to_max_len: bool = False
@@ -93,7 +93,7 @@ class TextRNNParams(Strict):
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)
     bidirectional: bool = True
-    dropout: float = Field(0.3, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     fc_hidden: int = Field(128, ge=1)
 
 
@@ -102,7 +102,7 @@ class RCNNParams(Strict):
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.3, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     projection_size: int = Field(128, ge=1)
 
 
@@ -110,7 +110,7 @@ class BiLSTMParams(Strict):
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.3, ge=0, lt=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     attention_size: int = Field(128, ge=1)
 
 

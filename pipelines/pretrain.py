@@ -20,7 +20,15 @@ from pipelines.cli import parser, run, write_json
 from pipelines.params import Params, PretrainParams, load_params
 from training.lm import LanguageModelModule, StreamWindows
 from training.tokenizer import SEP_ID, file_sha256
-from training.tracking import ensure_experiment, experiment_name, flatten, quiet_mlflow, run_tags, tracking_uri
+from training.tracking import (
+    check_reachable,
+    ensure_experiment,
+    experiment_name,
+    flatten,
+    quiet_mlflow,
+    run_tags,
+    tracking_uri,
+)
 from training.unlabelled import read_unlabelled
 
 log = logging.getLogger("textclf.pretrain")
@@ -78,6 +86,7 @@ def main() -> None:
     for corpus in read_unlabelled(params.corpora).values():
         texts += corpus
     quiet_mlflow()
+    check_reachable(tracking_uri())
     name = experiment_name(all_params.data.source)
     ensure_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()

@@ -15,6 +15,8 @@ class ServingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     bundle: Path = Field(Path("artifacts/bundle"), description="directory with model.onnx, tokenizer.json, meta.json")
+    bento_model: str | None = Field(
+        None, description="a BentoML model-store tag (e.g. textclf:latest) to serve instead of `bundle`")
     max_texts: int = Field(32, ge=1, description="most texts in one request")
     max_chars: int = Field(2000, ge=1, description="most characters in one text")
     max_body_bytes: int = Field(1_000_000, ge=64, description="largest request body")

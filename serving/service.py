@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # before bentoml is imported: no usage tracking
 
@@ -57,11 +58,15 @@ class Classifier:
         self.classify = type(self).classify.__get__(self, type(self))
         self.predictor: OnnxPredictor | None = None
         self.ready = False
+        bundle = CONFIG.bundle
         try:
-            predictor = OnnxPredictor(CONFIG.bundle, intra_op_threads=CONFIG.onnx_threads)
+            if CONFIG.bento_model:  # the package stage saved the bundle into the BentoML model store
+                bundle = Path(bentoml.models.get(CONFIG.bento_model).path)
+            predictor = OnnxPredictor(bundle, intra_op_threads=CONFIG.onnx_threads)
             predictor.predict(WARM_UP_TEXTS)  # readiness means a real prediction has passed
         except Exception as exc:  # any failure: stay alive but never ready, with one line naming the bundle
-            logger.error("textclf: bundle %s is unusable, the service will not become ready: %s", CONFIG.bundle, exc)
+            logger.error("textclf: bundle %s is unusable, the service will not become ready: %s",
+                         CONFIG.bento_model or bundle, exc)
             return
         self.predictor = predictor
         self.ready = True
@@ -69,7 +74,7 @@ class Classifier:
             "textclf: serving %s %s from %s on %s",
             predictor.info.model_name,
             predictor.info.version,
-            CONFIG.bundle,
+            bundle,
             predictor.providers[0],
         )
 

@@ -16,7 +16,7 @@ import pytest
 from tests.pipelines.project import make_project, read_params, sh, write_params
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"ingest", "preprocess", "train@textrnn", "train@rcnn", "train@bilstm", "evaluate@textrnn",
+ALL_STAGES = {"ingest", "preprocess", "pretrain", "train@textrnn", "train@rcnn", "train@bilstm", "evaluate@textrnn",
               "evaluate@rcnn", "evaluate@bilstm", "select", "export", "package"}
 
 
@@ -69,8 +69,13 @@ def test_mlflow_holds_each_training_run(project):
     c = client(project)
     experiment = c.get_experiment_by_name("textclf-corpus")
     runs = c.search_runs([experiment.experiment_id])
-    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "rcnn", "textrnn"]
+    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "lm-backward", "lm-forward", "rcnn", "textrnn"]
     for run in runs:
+        if run.data.tags["model"].startswith("lm-"):
+            assert "val_ppl" in run.data.metrics and run.data.params["pretrain.bptt"] == "8"
+            assert "samples.txt" in {a.path for a in c.list_artifacts(run.info.run_id)}
+            continue
+        assert run.data.params["initialised_from_lm"] == "True"
         model = run.data.tags["model"]
         assert {"git_commit", "git_dirty", "data_hash"} <= set(run.data.tags)
         assert run.data.params[f"train.{model}.hidden_size"] == "16"
@@ -85,7 +90,7 @@ def test_mlflow_holds_each_training_run(project):
 
 def test_one_model_change_reruns_only_that_model(project):
     params = read_params(project)
-    params["train"]["textrnn"]["hidden_size"] = 12
+    params["train"]["textrnn"]["fc_hidden"] = 12
     write_params(project, params)
     out = sh(project, "dvc", "repro").stdout
     assert ran(out) == {"train@textrnn", "evaluate@textrnn", "select", "export", "package"}
@@ -109,14 +114,14 @@ def test_worse_model_does_not_take_champion(project):
 def test_dvc_experiment_is_tracked_and_compared(project):
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "gate params")
-    out = sh(project, "dvc", "exp", "run", "-S", "train.bilstm.hidden_size=8", "-n", "small-bilstm").stdout
+    out = sh(project, "dvc", "exp", "run", "-S", "train.bilstm.attention_size=8", "-n", "small-bilstm").stdout
     assert "train@bilstm" in ran(out) and "train@rcnn" not in ran(out)
     table = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
     assert "small-bilstm" in json.dumps(table)
     runs = client(project).search_runs(
         [client(project).get_experiment_by_name("textclf-corpus").experiment_id],
         filter_string="tags.dvc_experiment = 'small-bilstm'")
-    assert len(runs) == 1 and runs[0].data.params["train.bilstm.hidden_size"] == "8"
+    assert len(runs) == 1 and runs[0].data.params["train.bilstm.attention_size"] == "8"
 
 
 def test_push_and_pull_through_a_local_remote(project, tmp_path):
@@ -127,3 +132,24 @@ def test_push_and_pull_through_a_local_remote(project, tmp_path):
     (project / "data/processed/train.parquet").unlink()
     sh(project, "dvc", "pull")
     assert (project / "data/processed/train.parquet").read_bytes() == before
+
+
+def test_packaged_champion_is_served_from_the_bentoml_store(project, tmp_path):
+    """The package stage's model-store entry, served by `bentoml serve` as `make serve` runs it."""
+    import httpx
+
+    from tests.servers import start_server
+
+    tag = json.loads((project / "artifacts/bento_model.json").read_text())["tag"]
+    server = start_server(project / "no-such-bundle", tmp_path / "serve.log",
+                          env={"TEXTCLF_BENTO_MODEL": tag, "BENTOML_HOME": str(project / "bentoml")})
+    try:
+        card = httpx.get(f"{server.url}/model", timeout=10).json()
+        meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
+        assert (card["model_name"], card["version"], card["labels"]) == (meta["model_name"], meta["version"],
+                                                                         meta["labels"])
+        answer = httpx.post(f"{server.url}/classify", json={"texts": ["好 喜欢 great", "差 失望 bad"]}, timeout=30)
+        assert answer.status_code == 200
+        assert [set(item["scores"]) for item in answer.json()] == [{"neg", "pos"}] * 2
+    finally:
+        server.stop()

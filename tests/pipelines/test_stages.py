@@ -17,7 +17,8 @@ def stage(workdir, *args):
 
 
 def test_ingest_preprocess_train_evaluate(tiny_workdir):
-    for args in (["pipelines.ingest"], ["pipelines.preprocess"], ["pipelines.train", "--model", "rcnn"],
+    for args in (["pipelines.ingest"], ["pipelines.preprocess"], ["pipelines.pretrain"],
+                 ["pipelines.train", "--model", "rcnn"],
                  ["pipelines.evaluate", "--model", "rcnn"]):
         done = stage(tiny_workdir, *args)
         assert done.returncode == 0, done.stderr[-3000:]

@@ -32,7 +32,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
     with pytest.raises(TrackingError, match=f"{uri} can't be reached"):
         check_reachable(uri)
     project = make_project(tmp_path)
-    sh(project, "dvc", "repro", "preprocess")
+    sh(project, "dvc", "repro", "pretrain")
     start = time.monotonic()
     done = sh(project, sys.executable, "-m", "pipelines.train", "--model", "rcnn", check=False,
               MLFLOW_TRACKING_URI=uri)
@@ -59,7 +59,7 @@ def test_mlflow_server_on_postgresql_receives_a_training_run(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(uri, mlflow_server)
-        sh(project, "dvc", "repro", "preprocess")
+        sh(project, "dvc", "repro", "pretrain")
         sh(project, sys.executable, "-m", "pipelines.train", "--model", "bilstm", MLFLOW_TRACKING_URI=uri)
         client = mlflow.MlflowClient(uri)
         runs = client.search_runs([client.get_experiment_by_name("textclf-corpus").experiment_id])

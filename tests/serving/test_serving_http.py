@@ -8,7 +8,8 @@ import re
 
 import httpx
 import pytest
-from conftest import Server
+
+from tests.servers import Server
 
 TEXTS = ["这本书很好看", "质量太差了", "", "The book is great 👍", "שלום עולם \u202e", "a\u0000b"]
 

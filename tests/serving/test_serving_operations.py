@@ -9,7 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import Server, start_server
+
+from tests.servers import Server, start_server
 
 
 @pytest.fixture(scope="module")

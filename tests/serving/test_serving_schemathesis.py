@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from conftest import Server
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
+
+from tests.servers import Server
 
 EXAMPLES_PER_OPERATION = 25  # bounded: the suite must stay fast on 2 cores
 

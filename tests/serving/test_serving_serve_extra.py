@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import REPO, start_server
+
+from tests.servers import REPO, start_server
 
 
 @pytest.mark.slow

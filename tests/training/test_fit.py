@@ -89,7 +89,7 @@ def test_class_weights_are_inverse_frequency(processed_dir, tmp_path):
 def test_ddp_fit_with_two_cpu_processes(tiny_workdir):
     run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tiny_workdir, env=_env(),  # noqa: E731
                                     capture_output=True, text=True, timeout=600)
-    for stage in (["pipelines.ingest"], ["pipelines.preprocess"]):
+    for stage in (["pipelines.ingest"], ["pipelines.preprocess"], ["pipelines.pretrain"]):
         assert run(*stage).returncode == 0
     params = (tiny_workdir / "params.yaml").read_text()
     params = params.replace("devices: 1", "devices: 2\n    strategy: ddp")

@@ -114,7 +114,8 @@ def test_mismatched_vocabulary_or_sizes_are_refused():
     with pytest.raises(TransferError, match="another tokenizer"):
         init_from_lm(model, _bundle(sha="abc"), "def")
     wide = build_model("bilstm", VOCAB, 2, embedding_dim=DIM, hidden_size=DIM * 2)
-    with pytest.raises(TransferError, match=r"forward_layers\[0\]: weight_ih_l0 is \(48, 12\) in the language model but \(96, 12\)"):
+    message = r"forward_layers\[0\]: weight_ih_l0 is \(48, 12\) in the language model but \(96, 12\)"
+    with pytest.raises(TransferError, match=message):
         init_from_lm(wide, _bundle(), "abc")
 
 

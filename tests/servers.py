@@ -1,0 +1,95 @@
+"""A real `bentoml serve` process on a free loopback port, as `make serve` runs it (shared by test folders)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            # bentoml serve starts worker processes; it runs in its own session, so signal that group only.
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+def start_server(
+    bundle: Path,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    bentoml: Path = VENV_BIN / "bentoml",
+    wait_ready: bool = True,
+    timeout: float = 90.0,
+    cwd: Path = REPO,
+) -> Server:
+    """`bentoml serve serving.service:Classifier` on a free loopback port, as `make serve` runs it."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "BENTOML_DO_NOT_TRACK": "true",
+        "BENTOML_HOME": str(log_path.parent / "bentoml_home"),
+        "TEXTCLF_BUNDLE": str(bundle),
+        **(env or {}),
+    }
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [str(bentoml), "serve", "serving.service:Classifier", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=cwd,
+        env=full_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Server(f"http://127.0.0.1:{port}", process, log_path)
+    if wait_ready:
+        try:
+            wait_until_ready(server, timeout)
+        except Exception:
+            server.stop()
+            raise
+    return server
+
+
+def wait_until_ready(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"bentoml serve exited with {server.process.returncode}:\n{server.log()}")
+        try:
+            if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{server.url} not ready after {timeout}s:\n{server.log()}")
