@@ -101,7 +101,8 @@ def main() -> None:
         states[direction], info = fit_direction(stream, params, tokenizer.get_vocab_size(), logger)
         samples = sample_texts(info.pop("model"), tokenizer, texts, params, reverse=direction == "backward")
         logger.experiment.log_text(logger.run_id, "\n\n".join(samples), "samples.txt")
-        result[direction] = info | {"samples": samples}
+        (out / f"samples-{direction}.txt").write_text("\n".join(samples) + "\n", encoding="utf-8")
+        result[direction] = info  # numbers only: DVC reads this file as metrics
         log.info("pretrain %s: held-out perplexity %.1f over %d tokens", direction, info["val_ppl"], info["tokens"])
     result["seconds"] = round(time.perf_counter() - start, 1)
     torch.save({"forward": states["forward"], "backward": states["backward"],
