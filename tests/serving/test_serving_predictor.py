@@ -89,7 +89,7 @@ def test_labels_must_agree(bundle: Path, tmp_path: Path) -> None:
 
 def test_config_from_env() -> None:
     config = load_config({"TEXTCLF_MAX_TEXTS": "7", "TEXTCLF_API_TOKEN": "s3cret", "TEXTCLF_WORKERS": ""})
-    assert config.max_texts == 7 and config.api_token == "s3cret" and config.workers == 1
+    assert config.max_texts == 7 and config.api_token == "s3cret" and config.workers == 2
     with pytest.raises(ValueError, match="TEXTCLF_MAX_TEXTS"):
         load_config({"TEXTCLF_MAX_TEXTS": "zero"})
     with pytest.raises(ValueError, match="TEXTCLF_MAX_BATCH_SIZE"):
