@@ -82,6 +82,8 @@ class TrainerParams(Strict):
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     init_from_lm: bool = True
     pretrained_lr_scale: float = Field(0.5, gt=0, description="learning-rate factor for LM-initialised layers")
+    freeze_pretrained_epochs: int = Field(
+        0, ge=0, description="gradual unfreezing: LM-initialised layers stay frozen for this many epochs")
 
 
 Cell = Literal["rnn", "lstm", "gru"]

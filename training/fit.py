@@ -57,6 +57,26 @@ class FitResult:
     trainer: L.Trainer | None = None
 
 
+class FreezePretrained(Callback):
+    """Gradual unfreezing: the LM-initialised layers stay fixed while the new head settles, then all train.
+
+    requires_grad is toggled rather than the optimizer rebuilt: AdamW skips parameters without gradients,
+    so the learning-rate schedule and its parameter groups stay as they are.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def _set(self, module: L.LightningModule, trainable: bool) -> None:
+        names = {f"model.{n}" for n in module.pretrained_params}
+        for name, param in module.named_parameters():
+            if name in names:
+                param.requires_grad_(trainable)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._set(module, trainer.current_epoch >= self.epochs)
+
+
 class EpochTimer(Callback):
     def __init__(self) -> None:
         self.seconds: list[float] = []
@@ -107,6 +127,8 @@ def fit_classifier(
         log.info("%s: %d tensors initialised from the language model", model_name, len(loaded))
     history, timer = EpochHistory(), EpochTimer()
     callbacks: list[Callback] = [history, timer]
+    if lm_bundle is not None and tp.freeze_pretrained_epochs:
+        callbacks.append(FreezePretrained(tp.freeze_pretrained_epochs))
     if loggers:
         callbacks.append(LearningRateMonitor("epoch"))
     trainer = make_trainer(tp, checkpoint_dir, loggers, callbacks, progress_bar)
