@@ -1,0 +1,16 @@
+from types import SimpleNamespace
+
+from pipelines.select import gate
+
+
+def _champion(val_f1: float, data_hash: str):
+    return SimpleNamespace(version="3", tags={"val_macro_f1": str(val_f1), "data_hash": data_hash, "model": "rcnn"})
+
+
+def test_gate_checks_the_floor_then_the_champion_on_the_same_data():
+    assert gate(0.80, 0.5, None, "h1") == (True, "passed the gate")
+    assert gate(0.40, 0.5, None, "h1")[0] is False
+    promoted, reason = gate(0.80, 0.5, _champion(0.85, "h1"), "h1")
+    assert not promoted and "below champion v3 (rcnn, 0.8500) on the same data" in reason
+    assert gate(0.85, 0.5, _champion(0.85, "h1"), "h1")[0] is True  # a tie may replace it
+    assert gate(0.80, 0.5, _champion(0.95, "h0"), "h1")[0] is True  # other data: scores don't compare
