@@ -74,7 +74,7 @@ def tokens_per_second(name: str, params, pad_to_max_len: bool, batches: int = 60
     tp = params.train.trainer.model_copy(update={"max_epochs": 1, "limit_train_batches": batches,
                                                  "limit_val_batches": 1, "init_from_lm": False})
     data = TextDataModule(DATA, DATA / "tokenizer.json", tp.batch_size, tp.bucket_batches, pad_to_max_len, tp.seed)
-    real = sum(int((ids != 0).sum()) for _, (ids, _) in zip(range(batches), data._loader("train", True),
+    real = sum(int((ids != 0).sum()) for _, (ids, _) in zip(range(batches), data.loader("train", True),
                                                               strict=False))
     with tempfile.TemporaryDirectory() as tmp:
         result = fit_classifier(name, params.train.model(name).model_dump(), tp, data, Path(tmp),

@@ -124,7 +124,8 @@ class TextDataModule(LightningDataModule):
         counts = np.bincount(self.datasets["train"].labels, minlength=len(self.labels))
         return counts.tolist()
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    def loader(self, split: str, shuffle: bool) -> DataLoader:
+        """Length-bucketed batches of one split; shuffled (and re-ordered each epoch) for training."""
         dataset = self.datasets[split]
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
@@ -135,10 +136,10 @@ class TextDataModule(LightningDataModule):
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.loader("train", shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self.loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self.loader("test", shuffle=False)

@@ -37,7 +37,7 @@ def load_classifier(path: str | Path) -> TextClassifier:
 def predict_split(module: TextClassifier, data: TextDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class ids, targets) over a whole split, in the loader's order."""
     preds, targets = [], []
-    for input_ids, target in data._loader(split, shuffle=False):
+    for input_ids, target in data.loader(split, shuffle=False):
         preds.append(module(input_ids).argmax(-1))
         targets.append(target)
     return torch.cat(preds), torch.cat(targets)
