@@ -20,7 +20,7 @@ from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
 from training.evaluation import load_classifier
 from training.export import check_parity, export_onnx, write_meta
-from training.tokenizer import encode
+from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.export")
@@ -60,7 +60,7 @@ def main() -> None:
         staged = tmp / "bundle"
         staged.mkdir()
         shutil.copy(folder / "tokenizer.json", staged / "tokenizer.json")
-        tokenizer_sha = _sha256(staged / "tokenizer.json")
+        tokenizer_sha = file_sha256(staged / "tokenizer.json")
         labels = list(module.hparams.labels)
         model_name = version.tags.get("model", module.hparams.model_name)
         export_onnx(module.model, staged / "model.onnx", {
@@ -88,12 +88,6 @@ def main() -> None:
     client.log_artifacts(version.run_id, str(out), "bundle")
     log.info("export: %s v%s → %s (parity max |Δp| %.2e over %d texts)", model_name, version.version, out,
              parity["max_abs_diff"], parity["texts"])
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":

@@ -91,10 +91,9 @@ def main() -> None:
     ensure_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()
     states = {}
+    forward_stream = token_stream(tokenizer, texts, params.max_tokens)  # tokenised once, read both ways
     for direction in ("forward", "backward"):
-        stream = token_stream(tokenizer, texts, params.max_tokens)
-        if direction == "backward":
-            stream = stream.flip(0)
+        stream = forward_stream.flip(0) if direction == "backward" else forward_stream
         logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=f"lm-{direction}",
                               tags=run_tags(f"lm-{direction}", args.data))
         logger.log_hyperparams(flatten({"pretrain": params.model_dump()}))
