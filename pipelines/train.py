@@ -52,7 +52,7 @@ def main() -> None:
         if all_params.pretrain.enabled:
             lm_bundle = load_lm_bundle(Path(args.lm) / "lm.pt")
         else:
-            log.warning("train: init_from_lm is on but pretrain.enabled is false; training from scratch")
+            log.info("train: pretrain.enabled is false, so no language model: training from scratch")
     logger.log_hyperparams({"initialised_from_lm": lm_bundle is not None})
     result = fit_classifier(args.model, model_params.model_dump(), tp, data, out, loggers=[logger],
                             lm_bundle=lm_bundle)

@@ -55,7 +55,7 @@ def tiny_params(source: str | Path, **sections: dict) -> dict:
         "data": {"source": str(source)},
         "preprocess": {"vocab_size": 200, "min_frequency": 1, "max_len": 32, "val_ratio": 0.2, "test_ratio": 0.2,
                        "tokenizer_corpora": []},
-        "pretrain": {"corpora": [], "max_tokens": 5000, "streams": 4, "bptt": 8, "embedding_dim": 16,
+        "pretrain": {"enabled": True, "corpora": [], "max_tokens": 5000, "streams": 4, "bptt": 8, "embedding_dim": 16,
                      "hidden_size": 16, "samples": 1, "accelerator": "cpu"},
         "train": TINY_TRAIN,
         "select": {"min_val_f1": 0.3},

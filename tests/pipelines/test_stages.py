@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 import pandas as pd
+import yaml
 
-from tests.conftest import REPO
+from tests.conftest import REPO, tiny_params
 
 
 def stage(workdir, *args):
@@ -33,6 +34,21 @@ def test_ingest_preprocess_train_evaluate(tiny_workdir):
     assert len(confusion) == report["splits"]["test"]
     curves = pd.read_csv(tiny_workdir / "metrics/curves/rcnn.csv")
     assert len(curves) >= 1 and "val_macro_f1" in curves
+
+
+def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(tiny_workdir, tiny_csv):
+    params = tiny_params(tiny_csv, pretrain={"enabled": False})
+    (tiny_workdir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    for args in (["pipelines.ingest"], ["pipelines.preprocess"]):
+        assert stage(tiny_workdir, *args).returncode == 0
+    done = stage(tiny_workdir, "pipelines.pretrain")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "pretrain.enabled is false" in done.stderr
+    assert json.loads((tiny_workdir / "metrics/lm.json").read_text()) == {"enabled": False}
+    assert not (tiny_workdir / "models/lm/lm.pt").exists() and (tiny_workdir / "models/lm/DISABLED").is_file()
+    done = stage(tiny_workdir, "pipelines.train", "--model", "textrnn")  # init_from_lm is on: no LM, no error
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training from scratch" in done.stderr
 
 
 def test_user_errors_are_one_line_without_traceback(tiny_workdir):
