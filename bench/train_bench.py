@@ -67,9 +67,11 @@ def pretrain(workdir: Path) -> tuple[dict, float]:
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     start = time.perf_counter()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}"}
-    subprocess.run([sys.executable, "-m", "pipelines.pretrain", "--params", str(workdir / "params.yaml"),
-                    "--out", str(workdir / "lm"), "--metrics", str(workdir)], check=True, env=env,
-                   capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "pipelines.pretrain", "--params", str(workdir / "params.yaml"),
+                           "--out", str(workdir / "lm"), "--metrics", str(workdir)], env=env, capture_output=True,
+                          text=True)
+    if done.returncode:
+        sys.exit(f"the pretrain stage failed:\n{done.stderr[-3000:]}")
     seconds = time.perf_counter() - start
     return json.loads((workdir / "lm.json").read_text()), seconds
 

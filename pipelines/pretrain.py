@@ -77,7 +77,8 @@ def main() -> None:
     marker = out / "DISABLED"  # keeps the stage's output folder non-empty, which DVC otherwise warns about
     if not params.enabled:
         log.warning("pretrain: pretrain.enabled is false; the classifiers will train from scratch")
-        (out / "lm.pt").unlink(missing_ok=True)
+        for stale in (out / "lm.pt", out / "samples-forward.txt", out / "samples-backward.txt"):
+            stale.unlink(missing_ok=True)
         marker.write_text("pretrain.enabled is false in params.yaml: no language model was trained.\n")
         write_json(Path(args.metrics) / "lm.json", {"enabled": False})
         return

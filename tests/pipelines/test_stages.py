@@ -41,6 +41,9 @@ def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_fr
     (tiny_workdir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
     for args in (["pipelines.ingest"], ["pipelines.preprocess"]):
         assert stage(tiny_workdir, *args).returncode == 0
+    stale = tiny_workdir / "models/lm/lm.pt"  # from an earlier run with pretraining on
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old language model")
     done = stage(tiny_workdir, "pipelines.pretrain")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "pretrain.enabled is false" in done.stderr
