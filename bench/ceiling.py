@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from bench.train_bench import fit_baseline, probabilities_in_row_order
 from pipelines.params import MODEL_NAMES
 from training.datamodule import TextDataModule
 from training.evaluation import load_classifier
@@ -62,30 +62,17 @@ def linear_grid(data: dict[str, pd.DataFrame]) -> list[dict]:
     return rows
 
 
-@torch.inference_mode()
-def rnn_probabilities(name: str, data: TextDataModule) -> np.ndarray:
-    """Test-split class probabilities in the test frame's row order."""
-    module = load_classifier(Path("models") / name / "best.ckpt")
-    loader = data.loader("test", shuffle=False)
-    order = [i for batch in loader.batch_sampler for i in batch]
-    probs = torch.cat([module(ids).softmax(-1) for ids, _ in loader]).numpy()
-    out = np.zeros_like(probs)
-    out[order] = probs
-    return out
-
-
 def with_baseline(data: dict[str, pd.DataFrame], models: list[str]) -> dict:
-    tfidf = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), sublinear_tf=True, min_df=2)
-    clf = LogisticRegression(C=10.0, max_iter=2000).fit(tfidf.fit_transform(data["train"]["text"]),
-                                                        data["train"]["label"])
-    base = clf.predict_proba(tfidf.transform(data["test"]["text"]))
+    baseline = fit_baseline(data["train"])
+    base = baseline.predict_proba(data["test"]["text"])
+    labels = baseline.classes_
     dm = TextDataModule(DATA, DATA / "tokenizer.json")
-    assert list(clf.classes_) == dm.labels, "both sort their labels"
-    out = {"baseline": accuracy(clf.classes_[base.argmax(1)], data["test"])}
+    assert list(labels) == dm.labels, "both sort their labels"
+    out = {"baseline": accuracy(labels[base.argmax(1)], data["test"])}
     for name in models:
-        probs = rnn_probabilities(name, dm)
-        out[name] = {"alone": accuracy(clf.classes_[probs.argmax(1)], data["test"]),
-                     "averaged_with_baseline": accuracy(clf.classes_[(probs + base).argmax(1)], data["test"])}
+        probs = probabilities_in_row_order(load_classifier(Path("models") / name / "best.ckpt"), dm).numpy()
+        out[name] = {"alone": accuracy(labels[probs.argmax(1)], data["test"]),
+                     "averaged_with_baseline": accuracy(labels[(probs + base).argmax(1)], data["test"])}
     return out
 
 
