@@ -20,10 +20,10 @@ from scipy import sparse
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from bench.train_bench import fit_baseline, probabilities_in_row_order
+from bench.train_bench import fit_baseline
 from pipelines.params import MODEL_NAMES
 from training.datamodule import TextDataModule
-from training.evaluation import load_classifier
+from training.evaluation import check_labels, load_classifier, predict_proba
 
 DATA = Path("data/processed")
 
@@ -62,6 +62,13 @@ def linear_grid(data: dict[str, pd.DataFrame]) -> list[dict]:
     return rows
 
 
+def pipeline_rnn_probabilities(name: str, dm: TextDataModule) -> np.ndarray:
+    """Test-split probabilities, in row order, of the pipeline's trained `name` (models/<name>/best.ckpt)."""
+    module = load_classifier(Path("models") / name / "best.ckpt")
+    check_labels(module, dm)
+    return predict_proba(module, dm, "test").numpy()
+
+
 def with_baseline(data: dict[str, pd.DataFrame], models: list[str]) -> dict:
     baseline = fit_baseline(data["train"])
     base = baseline.predict_proba(data["test"]["text"])
@@ -70,7 +77,7 @@ def with_baseline(data: dict[str, pd.DataFrame], models: list[str]) -> dict:
     assert list(labels) == dm.labels, "both sort their labels"
     out = {"baseline": accuracy(labels[base.argmax(1)], data["test"])}
     for name in models:
-        probs = probabilities_in_row_order(load_classifier(Path("models") / name / "best.ckpt"), dm).numpy()
+        probs = pipeline_rnn_probabilities(name, dm)
         out[name] = {"alone": accuracy(labels[probs.argmax(1)], data["test"]),
                      "averaged_with_baseline": accuracy(labels[(probs + base).argmax(1)], data["test"])}
     return out

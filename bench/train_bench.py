@@ -31,7 +31,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 
 from pipelines.params import MODEL_NAMES, load_params
 from training.datamodule import TextDataModule
-from training.evaluation import load_classifier, score
+from training.evaluation import load_classifier, predict_split, score
 from training.fit import fit_classifier
 from training.transfer import load_lm_bundle
 
@@ -63,15 +63,6 @@ def tfidf_baseline(data_dir: Path = DATA) -> dict[str, float]:
             "macro_f1": f1_score(test["label"], pred, average="macro"),
             "fit_seconds": time.perf_counter() - start,
             "accuracy_by_length": accuracy_by_length(test["text"].tolist(), list(pred == test["label"]))}
-
-
-@torch.inference_mode()
-def probabilities_in_row_order(module, data: TextDataModule) -> torch.Tensor:
-    """Class probabilities for the test split in its rows' order (the loader batches texts by length)."""
-    loader = data.loader("test", shuffle=False)
-    order = torch.tensor([i for batch in loader.batch_sampler for i in batch])
-    probs = torch.cat([module(ids).softmax(-1) for ids, _ in loader])
-    return torch.empty_like(probs).index_copy_(0, order, probs)
 
 
 def pretrain(workdir: Path) -> tuple[dict, float]:
@@ -110,8 +101,7 @@ def train_and_score(name: str, params, workdir: Path, lm_bundle: dict | None, se
                             progress_bar=False, lm_bundle=lm_bundle)
     wall = time.perf_counter() - start
     module = load_classifier(result.best_checkpoint)
-    preds = probabilities_in_row_order(module, data).argmax(-1)
-    targets = torch.tensor(data.datasets["test"].labels)
+    preds, targets = predict_split(module, data, "test")
     test = score(preds, targets, data.labels)
     texts = data.frames["test"]["text"].tolist()
     return {"seed": seed, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
@@ -169,9 +159,14 @@ def main() -> None:
     parser.add_argument("--label-fraction", type=float, default=0.1, help="train labels kept by the scarce part")
     parser.add_argument("--parts", nargs="+", default=["accuracy", "scarce", "speed"],
                         choices=["accuracy", "scarce", "speed"])
+    parser.add_argument("--lm-transfer", choices=["all", "embedding"],
+                        help="what the LM initialises in the LM arm (default: params.yaml's train.trainer.lm_transfer)")
     parser.add_argument("--out", default="bench/results/train.json")
     args = parser.parse_args()
     params = load_params()
+    if args.lm_transfer:
+        trainer = params.train.trainer.model_copy(update={"lm_transfer": args.lm_transfer})
+        params = params.model_copy(update={"train": params.train.model_copy(update={"trainer": trainer})})
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     # Each part updates the file as it finishes, so a later failure loses nothing measured.
@@ -186,11 +181,12 @@ def main() -> None:
             lm_bundle = load_lm_bundle(Path(tmp) / "lm" / "lm.pt")
         if "accuracy" in args.parts:
             results["baseline"], results["models"] = tfidf_baseline(DATA), {}
+            results["lm_transfer"] = params.train.trainer.lm_transfer
             compare(args.models, args.seeds, params, Path(tmp), lm_bundle, DATA, results["models"], results, out)
         if "scarce" in args.parts:
             # The language model still reads every train text; only the labels are scarce.
             data_dir = scarce_labels(args.label_fraction, params.preprocess.seed, Path(tmp) / "scarce")
-            results["scarce"] = {"label_fraction": args.label_fraction,
+            results["scarce"] = {"label_fraction": args.label_fraction, "lm_transfer": params.train.trainer.lm_transfer,
                                  "train_texts": len(pd.read_parquet(data_dir / "train.parquet")),
                                  "baseline": tfidf_baseline(data_dir), "models": {}}
             compare(args.models, args.seeds, params, Path(tmp), lm_bundle, data_dir, results["scarce"]["models"],

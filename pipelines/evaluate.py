@@ -10,7 +10,7 @@ from pathlib import Path
 from pipelines.cli import parser, run, write_json
 from pipelines.params import MODEL_NAMES, load_params
 from training.datamodule import TextDataModule
-from training.evaluation import load_classifier, predict_split, score
+from training.evaluation import check_labels, load_classifier, predict_split, score
 from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.evaluate")
@@ -60,8 +60,7 @@ def main() -> None:
     tp = load_params(args.params).train.trainer
     module = load_classifier(Path(args.models) / args.model / "best.ckpt")
     data = TextDataModule(args.data, Path(args.data) / "tokenizer.json", tp.batch_size, seed=tp.seed)
-    if list(module.hparams.labels) != data.labels:
-        raise ValueError(f"checkpoint labels {module.hparams.labels} differ from the data's {data.labels}: retrain")
+    check_labels(module, data)
     results = {"model": args.model, "labels": data.labels}
     for split in ("val", "test"):
         preds, target = predict_split(module, data, split)

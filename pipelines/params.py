@@ -81,6 +81,8 @@ class TrainerParams(Strict):
     limit_val_batches: int | float = 1.0
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     init_from_lm: bool = True
+    lm_transfer: Literal["all", "embedding"] = Field(
+        "all", description="what the language model initialises: embedding and LSTM layers, or the embedding only")
     pretrained_lr_scale: float = Field(0.5, gt=0, description="learning-rate factor for LM-initialised layers")
     freeze_pretrained_epochs: int = Field(
         0, ge=0, description="gradual unfreezing: LM-initialised layers stay frozen for this many epochs")

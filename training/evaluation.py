@@ -33,14 +33,28 @@ def load_classifier(path: str | Path) -> TextClassifier:
     return module.eval()
 
 
+def check_labels(module: TextClassifier, data: TextDataModule) -> None:
+    """A checkpoint trained on other labels would map its outputs to the wrong class names."""
+    if list(module.hparams.labels) != data.labels:
+        raise ValueError(f"checkpoint labels {module.hparams.labels} differ from the data's {data.labels}: retrain")
+
+
 @torch.inference_mode()
+def predict_proba(module: TextClassifier, data: TextDataModule, split: str) -> torch.Tensor:
+    """Class probabilities over a whole split, in its rows' order (the loader batches texts by length)."""
+    loader = data.loader(split, shuffle=False)
+    order = torch.tensor([i for batch in loader.batch_sampler for i in batch])
+    if len(order) != len(data.datasets[split]):  # a distributed trainer attached shards the sampler by rank
+        raise RuntimeError(f"the {split} loader yields {len(order)} of {len(data.datasets[split])} rows: "
+                           "predict with a datamodule that has no multi-device trainer attached")
+    probs = torch.cat([module(input_ids).softmax(-1) for input_ids, _ in loader])
+    return torch.empty_like(probs).index_copy_(0, order, probs)
+
+
 def predict_split(module: TextClassifier, data: TextDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class ids, targets) over a whole split, in the loader's order."""
-    preds, targets = [], []
-    for input_ids, target in data.loader(split, shuffle=False):
-        preds.append(module(input_ids).argmax(-1))
-        targets.append(target)
-    return torch.cat(preds), torch.cat(targets)
+    """(predicted class ids, targets) over a whole split, in its rows' order."""
+    preds = predict_proba(module, data, split).argmax(-1)
+    return preds, torch.tensor(data.datasets[split].labels, dtype=torch.long)
 
 
 def score(preds: torch.Tensor, target: torch.Tensor, labels: list[str]) -> dict[str, Any]:

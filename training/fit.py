@@ -123,7 +123,8 @@ def fit_classifier(
     module = TextClassifier(model_name, model_config, data.vocab_size, data.labels, tp.lr,
                             tp.weight_decay, tp.warmup_ratio, weights)
     if lm_bundle is not None:
-        loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path), tp.pretrained_lr_scale)
+        loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path),
+                                                 tp.pretrained_lr_scale, tp.lm_transfer)
         log.info("%s: %d tensors initialised from the language model", model_name, len(loaded))
     history, timer = EpochHistory(), EpochTimer()
     callbacks: list[Callback] = [history, timer]

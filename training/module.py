@@ -13,7 +13,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from training.models import build_model
-from training.transfer import init_from_lm
+from training.transfer import Layers, init_from_lm
 
 
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -41,8 +41,9 @@ class TextClassifier(LightningModule):
         self.pretrained_params: list[str] = []  # set by init_from_language_model
         self.pretrained_lr_scale = 1.0
 
-    def init_from_language_model(self, bundle: dict, tokenizer_sha256: str, lr_scale: float) -> list[str]:
-        self.pretrained_params = init_from_lm(self.model, bundle, tokenizer_sha256)
+    def init_from_language_model(self, bundle: dict, tokenizer_sha256: str, lr_scale: float,
+                                 layers: Layers = "all") -> list[str]:
+        self.pretrained_params = init_from_lm(self.model, bundle, tokenizer_sha256, layers)
         self.pretrained_lr_scale = lr_scale
         return self.pretrained_params
 

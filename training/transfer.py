@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -34,8 +35,18 @@ def _layer(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tenso
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def init_from_lm(model: nn.Module, bundle: dict, tokenizer_sha256: str) -> list[str]:
-    """Copy the LM's weights into `model` in place; return the names of the parameters that were set."""
+Layers = Literal["all", "embedding"]
+
+
+def init_from_lm(model: nn.Module, bundle: dict, tokenizer_sha256: str, layers: Layers = "all") -> list[str]:
+    """Copy the LM's weights into `model` in place; return the names of the parameters that were set.
+
+    layers="embedding" takes only the embedding and leaves the LSTM layers randomly initialised: with few
+    labels, the LSTM layers of a small, briefly trained language model can be a worse start than random
+    ones (bench/RESULTS.md compares both).
+    """
+    if layers not in ("all", "embedding"):
+        raise TransferError(f"layers must be 'all' or 'embedding', not {layers!r}")
     if bundle["tokenizer_sha256"] != tokenizer_sha256:
         raise TransferError("the language model was trained with another tokenizer (its vocabulary does not "
                             "match the classifier's): rerun pretrain after preprocess")
@@ -44,7 +55,7 @@ def init_from_lm(model: nn.Module, bundle: dict, tokenizer_sha256: str) -> list[
     _copy(model.embedding, _layer(forward, "embedding."), "embedding")
     loaded += [f"embedding.{k}" for k in model.embedding.state_dict()]
     encoder = model.encoder
-    if encoder.cell != "lstm":
+    if layers == "embedding" or encoder.cell != "lstm":
         return loaded  # an RNN/GRU cell has no LSTM weights to take; the embedding still helps
     lm_layers = bundle["config"]["num_layers"]
     directions = [("forward_layers", forward)]

@@ -8,7 +8,7 @@ import torch
 from pipelines.params import TrainerParams, parse_params
 from tests.conftest import REPO, TINY_TRAIN
 from training.datamodule import BucketBatchSampler, Collate, TextDataModule
-from training.evaluation import predict_split, score
+from training.evaluation import predict_proba, predict_split, score
 from training.fit import fit_classifier
 
 
@@ -49,8 +49,13 @@ def test_training_learns_the_tiny_task(processed_dir, tmp_path):
                             progress_bar=False)
     from training.evaluation import load_classifier
 
-    preds, target = predict_split(load_classifier(result.best_checkpoint), data, "test")
+    module = load_classifier(result.best_checkpoint)
+    preds, target = predict_split(module, data, "test")
     assert score(preds, target, data.labels)["accuracy"] > 0.6  # three classes: chance is 0.33
+    # Row order, not the length-bucketed loader's: row i's probabilities are those of text i alone.
+    with torch.inference_mode():
+        alone = torch.cat([module(torch.tensor([ids])).softmax(-1) for ids in data.datasets["test"].ids])
+    assert torch.allclose(predict_proba(module, data, "test"), alone, atol=1e-5)
 
 
 def test_bucketed_batches_cover_every_row_once_with_little_padding(processed_dir):

@@ -101,6 +101,21 @@ def test_transfer_sets_exactly_the_matching_weights(name, config, expect_rnn):
     assert not any(k.startswith(("head", "classifier", "attention", "projection")) for k in loaded)
 
 
+@pytest.mark.parametrize(("name", "config"), [("bilstm", {}), ("rcnn", {"cell": "lstm"}),
+                                            ("textrnn", {"cell": "lstm"})])
+def test_embedding_only_transfer_leaves_the_lstm_as_initialised(name, config):
+    torch.manual_seed(0)
+    model = build_model(name, VOCAB, 3, embedding_dim=DIM, hidden_size=DIM, **config)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    bundle = _bundle()
+    assert init_from_lm(model, bundle, "abc", layers="embedding") == ["embedding.weight"]
+    after = model.state_dict()
+    assert {k for k in after if not torch.equal(before[k], after[k])} == {"embedding.weight"}
+    assert torch.equal(after["embedding.weight"], bundle["forward"]["embedding.weight"])
+    with pytest.raises(TransferError, match="'all' or 'embedding'"):
+        init_from_lm(model, bundle, "abc", layers="lstm")
+
+
 def test_padding_invariance_after_transfer():
     model = build_model("bilstm", VOCAB, 2, embedding_dim=DIM, hidden_size=DIM).eval()
     init_from_lm(model, _bundle(), "abc")
