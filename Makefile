@@ -49,6 +49,6 @@ bench-ceiling: repro
 bench-labels: repro
 	$(PY) -m bench.label_audit
 
-# Needs wrk: apt-get install -y wrk
-bench-serve: setup
-	$(PY) bench/serve_bench.py
+# The champion bundle against FastAPI + onnxruntime and + PyTorch. Needs wrk: apt-get install -y wrk
+bench-serve: repro
+	$(PY) bench/serve_bench.py --bundle artifacts/bundle

@@ -62,24 +62,28 @@ def linear_grid(data: dict[str, pd.DataFrame]) -> list[dict]:
     return rows
 
 
-def pipeline_rnn_probabilities(name: str, dm: TextDataModule) -> np.ndarray:
-    """Test-split probabilities, in row order, of the pipeline's trained `name` (models/<name>/best.ckpt)."""
-    module = load_classifier(Path("models") / name / "best.ckpt")
-    check_labels(module, dm)
-    return predict_proba(module, dm, "test").numpy()
-
-
-def with_baseline(data: dict[str, pd.DataFrame], models: list[str]) -> dict:
+def probabilities_on_test(data: dict[str, pd.DataFrame], models: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Label names and test-split probabilities in row order: the baseline's under 'tfidf', then each of the
+    pipeline's trained RNNs (models/<name>/best.ckpt)."""
     baseline = fit_baseline(data["train"])
-    base = baseline.predict_proba(data["test"]["text"])
     labels = baseline.classes_
     dm = TextDataModule(DATA, DATA / "tokenizer.json")
     assert list(labels) == dm.labels, "both sort their labels"
-    out = {"baseline": accuracy(labels[base.argmax(1)], data["test"])}
+    probs = {"tfidf": baseline.predict_proba(data["test"]["text"])}
     for name in models:
-        probs = pipeline_rnn_probabilities(name, dm)
-        out[name] = {"alone": accuracy(labels[probs.argmax(1)], data["test"]),
-                     "averaged_with_baseline": accuracy(labels[(probs + base).argmax(1)], data["test"])}
+        module = load_classifier(Path("models") / name / "best.ckpt")
+        check_labels(module, dm)
+        probs[name] = predict_proba(module, dm, "test").numpy()
+    return labels, probs
+
+
+def with_baseline(data: dict[str, pd.DataFrame], models: list[str]) -> dict:
+    labels, probs = probabilities_on_test(data, models)
+    base = probs.pop("tfidf")
+    out = {"baseline": accuracy(labels[base.argmax(1)], data["test"])}
+    for name, p in probs.items():
+        out[name] = {"alone": accuracy(labels[p.argmax(1)], data["test"]),
+                     "averaged_with_baseline": accuracy(labels[(p + base).argmax(1)], data["test"])}
     return out
 
 

@@ -19,12 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.ceiling import pipeline_rnn_probabilities, splits
-from bench.train_bench import fit_baseline
+from bench.ceiling import probabilities_on_test, splits
 from pipelines.params import MODEL_NAMES
-from training.datamodule import TextDataModule
 
-DATA = Path("data/processed")
 VERDICTS = ("label_wrong", "undecidable", "models_wrong")
 KEY = ["text", "label"]
 
@@ -32,14 +29,8 @@ KEY = ["text", "label"]
 def predictions(models: list[str]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """The test split and each model's predicted label per row, the baseline's under 'tfidf'."""
     data = splits()
-    baseline = fit_baseline(data["train"])
-    labels = baseline.classes_
-    preds = {"tfidf": baseline.predict(data["test"]["text"])}
-    dm = TextDataModule(DATA, DATA / "tokenizer.json")
-    assert list(labels) == dm.labels, "both sort their labels"
-    for name in models:
-        preds[name] = labels[pipeline_rnn_probabilities(name, dm).argmax(-1)]
-    return data["test"], preds
+    labels, probs = probabilities_on_test(data, models)
+    return data["test"], {name: labels[p.argmax(1)] for name, p in probs.items()}
 
 
 def read_verdicts(path: Path) -> pd.DataFrame:

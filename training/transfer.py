@@ -56,7 +56,7 @@ def init_from_lm(model: nn.Module, bundle: dict, tokenizer_sha256: str, layers: 
     loaded += [f"embedding.{k}" for k in model.embedding.state_dict()]
     encoder = model.encoder
     if layers == "embedding" or encoder.cell != "lstm":
-        return loaded  # an RNN/GRU cell has no LSTM weights to take; the embedding still helps
+        return loaded  # embedding only, asked for or because an RNN/GRU cell has no LSTM weights to take
     lm_layers = bundle["config"]["num_layers"]
     directions = [("forward_layers", forward)]
     if encoder.backward_layers is not None:
