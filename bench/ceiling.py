@@ -72,7 +72,7 @@ def probabilities_on_test(data: dict[str, pd.DataFrame], models: list[str]) -> t
     probs = {"tfidf": baseline.predict_proba(data["test"]["text"])}
     for name in models:
         module = load_classifier(Path("models") / name / "best.ckpt")
-        check_labels(module, dm)
+        check_labels(module.hparams.labels, dm)
         probs[name] = predict_proba(module, dm, "test").numpy()
     return labels, probs
 

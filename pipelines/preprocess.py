@@ -13,7 +13,7 @@ from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
 from training.cleaning import clean, stratified_split
 from training.tokenizer import train_tokenizer
-from training.unlabelled import read_unlabelled
+from training.unlabelled import choose_corpora, read_unlabelled
 
 log = logging.getLogger("textclf.preprocess")
 
@@ -31,7 +31,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, frame in splits.items():
         frame.to_parquet(out / f"{name}.parquet", index=False)
-    unlabelled = read_unlabelled(params.tokenizer_corpora)
+    corpora, language = choose_corpora(params.tokenizer_corpora, splits["train"]["text"].tolist())
+    log.info("preprocess: %s; tokenizer corpora: %s", language.reason, corpora or "the train split only")
+    unlabelled = read_unlabelled(corpora)
     vocabulary_texts = itertools.chain(splits["train"]["text"], *unlabelled.values())
     tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len)
     tokenizer.save(str(out / "tokenizer.json"))
@@ -40,7 +42,7 @@ def main() -> None:
         "rows_dropped": sum(cleaned.dropped.values()), "dropped": cleaned.dropped,
         "splits": {name: len(frame) for name, frame in splits.items()},
         "labels": {name: frame["label"].value_counts().sort_index().to_dict() for name, frame in splits.items()},
-        "vocab_size": tokenizer.get_vocab_size(),
+        "vocab_size": tokenizer.get_vocab_size(), "language": language.as_dict(), "tokenizer_corpora": corpora,
     }
     if report["rows_kept"] + report["rows_dropped"] != report["rows_read"]:
         raise RuntimeError(f"report doesn't account for every row: {report}")

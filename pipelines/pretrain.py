@@ -29,7 +29,7 @@ from training.tracking import (
     run_tags,
     tracking_uri,
 )
-from training.unlabelled import read_unlabelled
+from training.unlabelled import choose_corpora, read_unlabelled
 
 log = logging.getLogger("textclf.pretrain")
 
@@ -87,7 +87,9 @@ def main() -> None:
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()  # the stream is contiguous; max_len is for classification only
     texts = pd.read_parquet(Path(args.data) / "train.parquet")["text"].tolist()  # never val or test
-    for corpus in read_unlabelled(params.corpora).values():
+    corpora, language = choose_corpora(params.corpora, texts)
+    log.info("pretrain: %s; unlabelled corpora %s", language.reason, corpora or "none")
+    for corpus in read_unlabelled(corpora).values():
         texts += corpus
     quiet_mlflow()
     check_reachable(tracking_uri())
@@ -100,7 +102,8 @@ def main() -> None:
         stream = forward_stream.flip(0) if direction == "backward" else forward_stream
         logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=f"lm-{direction}",
                               tags=run_tags(f"lm-{direction}", args.data))
-        logger.log_hyperparams(flatten({"pretrain": params.model_dump()}))
+        logger.log_hyperparams(flatten({"pretrain": {**params.model_dump(), "corpora": corpora}}))
+        logger.experiment.set_tag(logger.run_id, "language", language.language)
         states[direction], info = fit_direction(stream, params, tokenizer.get_vocab_size(), logger)
         samples = sample_texts(info.pop("model"), tokenizer, texts, params, reverse=direction == "backward")
         logger.experiment.log_text(logger.run_id, "\n\n".join(samples), "samples.txt")

@@ -1,7 +1,9 @@
 """Stage select: pick the best model by validation macro-F1 (never test) and gate its promotion.
 
-The chosen model is registered and gets the alias `champion` only if its val macro-F1 reaches
-`select.min_val_f1` and is not below the current champion's on the same data hash.
+Candidates below the behavioural floors (stage check) are passed over. The chosen model is registered and
+gets the alias `champion` only if its val macro-F1 reaches `select.min_val_f1` and is not below the
+current champion's on the same data hash. When no candidate passes the behavioural floors and there is no
+champion yet, the stage fails, so the pipeline stops before export.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import logging
 from pathlib import Path
 
 from pipelines.cli import parser, run, write_json
-from pipelines.params import MODEL_NAMES, load_params
+from pipelines.params import CANDIDATES, load_params
 from training.tracking import data_hash, quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.select")
@@ -38,6 +40,28 @@ def gate(val_f1: float, min_val_f1: float, champion, digest: str) -> tuple[bool,
     return True, "passed the gate"
 
 
+class NoCandidateError(ValueError):
+    """No candidate passes the behavioural floors and no champion exists to fall back on."""
+
+
+def choose(scores: dict[str, dict], checks: dict[str, dict]) -> tuple[str, str | None]:
+    """The best candidate by val macro-F1 among those that pass the behavioural floors.
+
+    Returns (model, None), or (best by val, why none passes) when every candidate is below a floor.
+    """
+    ranked = sorted(scores, key=lambda m: scores[m]["val"]["macro_f1"], reverse=True)
+    passing = [m for m in ranked if checks[m]["passed"]]
+    if passing:
+        return passing[0], None
+    return ranked[0], "no candidate passes the behavioural floors: " + "; ".join(
+        f"{m} ({', '.join(checks[m]['below_floor'])}; failed {failed_cases(checks[m])})" for m in ranked)
+
+
+def failed_cases(check: dict, limit: int = 8) -> str:
+    cases = [f"{c['id']} {c['text']!r}" for c in check["failed"]]
+    return ", ".join(cases[:limit]) + (f" and {len(cases) - limit} more" if len(cases) > limit else "")
+
+
 def main() -> None:
     import mlflow
 
@@ -48,14 +72,17 @@ def main() -> None:
     args = p.parse_args()
     params = load_params(args.params).select
     quiet_mlflow()
-    scores = {m: json.loads((Path(args.metrics) / f"{m}.json").read_text()) for m in MODEL_NAMES}
-    best = max(MODEL_NAMES, key=lambda m: scores[m]["val"]["macro_f1"])
+    scores = {m: json.loads((Path(args.metrics) / f"{m}.json").read_text()) for m in CANDIDATES}
+    checks = {m: json.loads((Path(args.metrics) / "checks" / f"{m}.json").read_text()) for m in CANDIDATES}
+    best, behaviour = choose(scores, checks)
     val_f1 = scores[best]["val"]["macro_f1"]
     run_id = json.loads((Path(args.models) / best / "train.json").read_text())["mlflow_run_id"]
     digest = data_hash(args.data)
     client = mlflow.MlflowClient(tracking_uri())
     champion = current_champion(client, params.registered_model_name)
     promoted, reason = gate(val_f1, params.min_val_f1, champion, digest)
+    if behaviour is not None:
+        promoted, reason = False, behaviour
     if promoted:
         name = params.registered_model_name
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
@@ -70,9 +97,12 @@ def main() -> None:
         "promoted": promoted, "reason": reason, "data_hash": digest, "registered_model": params.registered_model_name,
         "champion": None if champion is None else {
             "version": str(champion.version), "model": champion.tags.get("model"), "run_id": champion.run_id},
-        "candidates": {m: _headline(scores[m]["val"]) for m in MODEL_NAMES},
+        "candidates": {m: {**_headline(scores[m]["val"]), "checks_passed": checks[m]["passed"],
+                           "check_pass_rate": checks[m]["pass_rate"]} for m in CANDIDATES},
     }
     write_json(Path(args.metrics) / "best.json", summary)
+    if behaviour is not None and champion is None:
+        raise NoCandidateError(f"{reason}. Nothing to export: fix the model or the checklist, or lower check.floors")
     log.info("select: %s (val macro-F1 %.4f) %s: %s", best, val_f1, "promoted" if promoted else "not promoted", reason)
 
 

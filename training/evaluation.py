@@ -33,14 +33,14 @@ def load_classifier(path: str | Path) -> TextClassifier:
     return module.eval()
 
 
-def check_labels(module: TextClassifier, data: TextDataModule) -> None:
+def check_labels(labels: list[str], data: TextDataModule) -> None:
     """A checkpoint trained on other labels would map its outputs to the wrong class names."""
-    if list(module.hparams.labels) != data.labels:
-        raise ValueError(f"checkpoint labels {module.hparams.labels} differ from the data's {data.labels}: retrain")
+    if list(labels) != data.labels:
+        raise ValueError(f"checkpoint labels {list(labels)} differ from the data's {data.labels}: retrain")
 
 
 @torch.inference_mode()
-def predict_proba(module: TextClassifier, data: TextDataModule, split: str) -> torch.Tensor:
+def predict_proba(module: torch.nn.Module, data: TextDataModule, split: str) -> torch.Tensor:
     """Class probabilities over a whole split, in its rows' order (the loader batches texts by length)."""
     loader = data.loader(split, shuffle=False)
     order = torch.tensor([i for batch in loader.batch_sampler for i in batch])
@@ -51,7 +51,7 @@ def predict_proba(module: TextClassifier, data: TextDataModule, split: str) -> t
     return torch.empty_like(probs).index_copy_(0, order, probs)
 
 
-def predict_split(module: TextClassifier, data: TextDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+def predict_split(module: torch.nn.Module, data: TextDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(predicted class ids, targets) over a whole split, in its rows' order."""
     preds = predict_proba(module, data, split).argmax(-1)
     return preds, torch.tensor(data.datasets[split].labels, dtype=torch.long)

@@ -11,7 +11,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import (
+    Callback,
+    EarlyStopping,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    StochasticWeightAveraging,
+)
 
 from training.datamodule import TextDataModule
 from training.module import TextClassifier
@@ -91,6 +97,8 @@ class EpochTimer(Callback):
 def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool = False,
                  callbacks: list[Callback] = (), progress_bar: bool = True) -> L.Trainer:
     tp = trainer_params
+    # SWA averages up to the last epoch: early stopping would end the run before the average is taken.
+    stopping = [] if tp.swa_epoch_start else [EarlyStopping(MONITOR, mode="max", patience=tp.patience)]
     return L.Trainer(
         max_epochs=tp.max_epochs, accelerator=tp.accelerator, devices=tp.devices, strategy=tp.strategy,
         precision=tp.precision, gradient_clip_val=tp.gradient_clip_val or None,
@@ -99,7 +107,7 @@ def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool
         use_distributed_sampler=False,  # the bucket sampler shards by rank itself
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
         callbacks=[
-            EarlyStopping(MONITOR, mode="max", patience=tp.patience),
+            *stopping,
             ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
                             save_top_k=1, enable_version_counter=False),
             *callbacks,
@@ -121,7 +129,7 @@ def fit_classifier(
         counts = data.class_counts()
         weights = [sum(counts) / (len(counts) * max(c, 1)) for c in counts]
     module = TextClassifier(model_name, model_config, data.vocab_size, data.labels, tp.lr,
-                            tp.weight_decay, tp.warmup_ratio, weights)
+                            tp.weight_decay, tp.warmup_ratio, weights, tp.label_smoothing, tp.ngram_lr_scale)
     if lm_bundle is not None:
         loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path),
                                                  tp.pretrained_lr_scale, tp.lm_transfer)
@@ -132,8 +140,23 @@ def fit_classifier(
         callbacks.append(FreezePretrained(tp.freeze_pretrained_epochs))
     if loggers:
         callbacks.append(LearningRateMonitor("epoch"))
+    if tp.swa_epoch_start:
+        callbacks.append(StochasticWeightAveraging(swa_lrs=tp.swa_lr, swa_epoch_start=tp.swa_epoch_start))
     trainer = make_trainer(tp, checkpoint_dir, loggers, callbacks, progress_bar)
     trainer.fit(module, datamodule=data)
     checkpoint = trainer.checkpoint_callback
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
+    if tp.swa_epoch_start:
+        best = keep_better_average(trainer, module, data, Path(checkpoint.best_model_path), best)
     return FitResult(Path(checkpoint.best_model_path), best, history.rows, timer.seconds, trainer)
+
+
+def keep_better_average(trainer: L.Trainer, module: TextClassifier, data: TextDataModule, path: Path,
+                        best: float) -> float:
+    """After SWA the module holds the averaged weights: they replace the best checkpoint if val says so."""
+    averaged = float(trainer.validate(module, datamodule=data, verbose=False)[0][MONITOR])
+    log.info("SWA: averaged weights val macro-F1 %.4f, best single epoch %.4f", averaged, best)
+    if averaged >= best:
+        trainer.save_checkpoint(path)
+        return averaged
+    return best

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from training.encoder import MaskedRNN
+from training.ngrams import NgramLogits
 
 PAD_ID = 0
 
@@ -15,15 +16,30 @@ def lengths_of(input_ids: torch.Tensor) -> torch.Tensor:
     return (input_ids != PAD_ID).sum(dim=1).clamp(min=1)
 
 
-class TextRNN(nn.Module):
+class Classifier(nn.Module):
+    """Recurrent logits (`deep_logits`), plus the linear n-gram path's when `ngram_buckets` > 0."""
+
+    def __init__(self, vocab_size: int, num_classes: int, ngram_buckets: int, ngram_order: int) -> None:
+        super().__init__()
+        self.ngrams = NgramLogits(vocab_size, num_classes, ngram_buckets, ngram_order) if ngram_buckets else None
+
+    def deep_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        logits = self.deep_logits(input_ids)
+        return logits if self.ngrams is None else logits + self.ngrams(input_ids)
+
+
+class TextRNN(Classifier):
     """embedding → deep (bi)RNN → last valid hidden state → FC → ReLU/dropout → FC."""
 
     def __init__(
         self, vocab_size: int, num_classes: int, cell: str = "gru", embedding_dim: int = 128,
         hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
-        dropout: float = 0.3, fc_hidden: int = 128,
+        dropout: float = 0.3, fc_hidden: int = 128, ngram_buckets: int = 0, ngram_order: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Sequential(
@@ -31,27 +47,28 @@ class TextRNN(nn.Module):
             nn.Dropout(dropout), nn.Linear(fc_hidden, num_classes),
         )
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def deep_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         lengths = lengths_of(input_ids)
         _, final = self.encoder(self.embedding(input_ids), lengths)
         return self.head(final)
 
 
-class RCNN(nn.Module):
+class RCNN(Classifier):
     """Lai et al. 2015: [left context; word; right context] → linear → tanh → masked max-pool → FC."""
 
     def __init__(
         self, vocab_size: int, num_classes: int, cell: str = "lstm", embedding_dim: int = 128,
         hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.3, projection_size: int = 128,
+        ngram_buckets: int = 0, ngram_order: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, True, dropout)
         self.projection = nn.Linear(self.encoder.output_size + embedding_dim, projection_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(projection_size, num_classes)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def deep_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = input_ids != PAD_ID
         embedded = self.embedding(input_ids)
         context, _ = self.encoder(embedded, lengths_of(input_ids))
@@ -61,14 +78,15 @@ class RCNN(nn.Module):
         return self.classifier(self.dropout(latent.max(dim=1).values))
 
 
-class BiLSTM(nn.Module):
+class BiLSTM(Classifier):
     """Bidirectional LSTM → masked additive attention pooling over time → FC."""
 
     def __init__(
         self, vocab_size: int, num_classes: int, embedding_dim: int = 128, hidden_size: int = 128,
-        num_layers: int = 1, dropout: float = 0.3, attention_size: int = 128,
+        num_layers: int = 1, dropout: float = 0.3, attention_size: int = 128, ngram_buckets: int = 0,
+        ngram_order: int = 3,
     ) -> None:
-        super().__init__()
+        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = MaskedRNN("lstm", embedding_dim, hidden_size, num_layers, True, dropout)
         self.attention = nn.Sequential(
@@ -77,7 +95,7 @@ class BiLSTM(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(self.encoder.output_size, num_classes)
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def deep_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         mask = input_ids != PAD_ID
         outputs, _ = self.encoder(self.embedding(input_ids), lengths_of(input_ids))
         scores = self.attention(outputs).squeeze(-1)
@@ -86,7 +104,7 @@ class BiLSTM(nn.Module):
         return self.classifier(self.dropout((weights * outputs).sum(dim=1)))
 
 
-MODELS: dict[str, type[nn.Module]] = {"textrnn": TextRNN, "rcnn": RCNN, "bilstm": BiLSTM}
+MODELS: dict[str, type[Classifier]] = {"textrnn": TextRNN, "rcnn": RCNN, "bilstm": BiLSTM}
 
 
 def build_model(name: str, vocab_size: int, num_classes: int, **config: object) -> nn.Module:

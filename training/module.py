@@ -28,13 +28,13 @@ class TextClassifier(LightningModule):
     def __init__(
         self, model_name: str, model_config: dict[str, Any], vocab_size: int, labels: list[str],
         lr: float = 2e-3, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
-        class_weights: list[float] | None = None,
+        class_weights: list[float] | None = None, label_smoothing: float = 0.0, ngram_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.model = build_model(model_name, vocab_size, len(labels), **model_config)
         weight = torch.tensor(class_weights, dtype=torch.float) if class_weights else None
-        self.loss = nn.CrossEntropyLoss(weight=weight)
+        self.loss = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
         self.train_metrics = _metrics(len(labels), "train_")
         self.val_metrics = _metrics(len(labels), "val_")
         self.test_metrics = _metrics(len(labels), "test_")
@@ -71,16 +71,18 @@ class TextClassifier(LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        # Weight decay on matrices only; LM-initialised weights learn at a lower rate so they aren't washed out.
+        # Weight decay on matrices only; LM-initialised weights learn at a lower rate so they aren't washed out;
+        # the n-gram path's weights, each seen by few texts, at a higher one (as fastText's linear model does).
         pretrained = {f"model.{name}" for name in self.pretrained_params}
-        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
         for name, param in self.named_parameters():
             decay = param.ndim >= 2 and "embedding" not in name
-            groups.setdefault((decay, name in pretrained), []).append(param)
+            scale = self.pretrained_lr_scale if name in pretrained else 1.0
+            scale = hp.get("ngram_lr_scale", 1.0) if name.startswith("model.ngrams.") else scale
+            groups.setdefault((decay, scale), []).append(param)
         optimizer = torch.optim.AdamW([
-            {"params": params, "weight_decay": hp.weight_decay if decay else 0.0,
-             "lr": hp.lr * (self.pretrained_lr_scale if is_pretrained else 1.0)}
-            for (decay, is_pretrained), params in groups.items()
+            {"params": params, "weight_decay": hp.weight_decay if decay else 0.0, "lr": hp.lr * scale}
+            for (decay, scale), params in groups.items()
         ], lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(total * hp.warmup_ratio)

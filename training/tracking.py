@@ -46,9 +46,14 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                             "start it or unset MLFLOW_TRACKING_URI") from None
 
 
+def dataset_name(source: str) -> str:
+    """The built-in corpus's name, or the data file's stem: names the experiment and the checklist."""
+    return Path(source).stem if "/" in source or "." in source else source
+
+
 def experiment_name(source: str) -> str:
-    """One experiment per dataset: the built-in corpus name, or the data file's stem."""
-    return f"textclf-{Path(source).stem if '/' in source or '.' in source else source}"
+    """One experiment per dataset."""
+    return f"textclf-{dataset_name(source)}"
 
 
 def ensure_experiment(name: str) -> str:

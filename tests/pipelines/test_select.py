@@ -14,3 +14,16 @@ def test_gate_checks_the_floor_then_the_champion_on_the_same_data():
     assert not promoted and "below champion v3 (rcnn, 0.8500) on the same data" in reason
     assert gate(0.85, 0.5, _champion(0.85, "h1"), "h1")[0] is True  # a tie may replace it
     assert gate(0.80, 0.5, _champion(0.95, "h0"), "h1")[0] is True  # other data: scores don't compare
+
+
+def test_choose_passes_over_candidates_below_the_behavioural_floor():
+    from pipelines.select import choose
+
+    scores = {m: {"val": {"macro_f1": f}} for m, f in (("rcnn", 0.9), ("bilstm", 0.8), ("ensemble", 0.85))}
+    ok = {"passed": True, "below_floor": [], "failed": []}
+    bad = {"passed": False, "below_floor": ["invariance 50.0% < 90%"],
+           "failed": [{"id": "inv-3", "text": "好!"}]}
+    assert choose(scores, {"rcnn": bad, "bilstm": ok, "ensemble": ok}) == ("ensemble", None)
+    best, why = choose(scores, {m: bad for m in scores})
+    assert best == "rcnn" and "no candidate passes the behavioural floors" in why
+    assert "rcnn (invariance 50.0% < 90%; failed inv-3 '好!')" in why

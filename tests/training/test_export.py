@@ -62,3 +62,18 @@ def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="can't be read"):
         load_classifier(tmp_path / "bad.ckpt")
+
+
+@pytest.mark.parametrize("name", ["textrnn", "rcnn", "bilstm"])
+def test_ngram_path_exports_with_parity_down_to_one_token(tmp_path, name):
+    torch.manual_seed(0)
+    model = build_model(name, 100, 3, embedding_dim=8, hidden_size=8, ngram_buckets=101, ngram_order=3).eval()
+    torch.nn.init.normal_(model.ngrams.weight.weight)  # zero at start: give it something to get wrong
+    path = tmp_path / "model.onnx"
+    export_onnx(model, path, {})
+    ids = _random_ids(300) + [[5], [7], [5, 6], [9, 9]] * 8  # batches shorter than the n-gram order
+    assert check_parity(model, path, ids, atol=1e-5, max_batch=8)["max_abs_diff"] <= 1e-5
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    single = session.run(["probabilities"], {"input_ids": np.array([[5]], dtype=np.int64)})[0]
+    padded = session.run(["probabilities"], {"input_ids": np.array([[5, 0, 0, 0], [1, 2, 3, 4]], dtype=np.int64)})[0]
+    np.testing.assert_allclose(single[0], padded[0], atol=1e-6)

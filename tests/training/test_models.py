@@ -7,7 +7,8 @@ from training.models import MODELS, build_model
 CONFIGS = [
     ("textrnn", {"cell": cell, "num_layers": 2, "bidirectional": bidir})
     for cell in ("rnn", "lstm", "gru") for bidir in (True, False)
-] + [("rcnn", {"cell": cell, "num_layers": 2}) for cell in ("rnn", "lstm", "gru")] + [("bilstm", {"num_layers": 2})]
+] + [("rcnn", {"cell": cell, "num_layers": 2}) for cell in ("rnn", "lstm", "gru")] + [("bilstm", {"num_layers": 2})] + [
+    (name, {"ngram_buckets": 31, "ngram_order": order}) for name in ("textrnn", "rcnn", "bilstm") for order in (1, 3)]
 SMALL = {"embedding_dim": 12, "hidden_size": 10}
 
 
@@ -19,6 +20,8 @@ def _model(name, config, vocab=50, classes=3):
 @pytest.mark.parametrize(("name", "config"), CONFIGS, ids=lambda c: str(c))
 def test_forward_shape_and_padding_invariance(name, config):
     model = _model(name, config)
+    if model.ngrams is not None:
+        torch.nn.init.normal_(model.ngrams.weight.weight)  # zero at start
     texts = [torch.randint(1, 50, (n,)) for n in (3, 11, 1, 7)]
     batch = torch.zeros(len(texts), 16, dtype=torch.long)  # pads beyond the longest text, too
     for row, ids in enumerate(texts):

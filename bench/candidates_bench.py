@@ -1,0 +1,107 @@
+"""Every candidate select can choose, by the accuracy protocol: seeds 42, 1, 2; test reported, never used to choose.
+
+Run after `dvc repro pretrain` (uses data/processed, models/lm and params.yaml). For each seed, the three
+models are trained with params.yaml's settings (plus any `--set section.key=value` overrides), then the
+ensemble of the three is scored; each candidate also runs the behavioural checklist. The TF-IDF + logistic
+regression baseline is fitted on the same train split.
+    python -m bench.candidates_bench --name ngram --out bench/results/candidates.json
+    python -m bench.candidates_bench --name no-ngram --set train.rcnn.ngram_buckets=0 ... --models rcnn
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+import yaml
+from tokenizers import Tokenizer
+
+from bench.train_bench import DATA, tfidf_baseline
+from pipelines.check import check_model, find_checklist, torch_predictor
+from pipelines.params import MODEL_NAMES, parse_params
+from training.checks import load_checklist
+from training.datamodule import TextDataModule
+from training.ensemble import AveragedProbabilities
+from training.evaluation import load_classifier, predict_proba, score
+from training.fit import fit_classifier
+from training.tracking import dataset_name
+from training.transfer import load_lm_bundle
+
+
+def with_overrides(overrides: list[str]):
+    """params.yaml with `a.b.c=value` settings applied, validated like the pipeline's."""
+    raw = yaml.safe_load(Path("params.yaml").read_text(encoding="utf-8"))
+    for item in overrides:
+        key, value = item.split("=", 1)
+        *path, last = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    return parse_params(raw)
+
+
+def scores_of(probs, data: TextDataModule) -> dict:
+    out = {}
+    for split in ("val", "test"):
+        target = torch.tensor(data.datasets[split].labels, dtype=torch.long)
+        s = score(probs[split].argmax(-1), target, data.labels)
+        out[split] = {"accuracy": s["accuracy"], "macro_f1": s["macro_f1"]}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--name", required=True, help="what this arm is called in the results file")
+    p.add_argument("--set", nargs="*", default=[], dest="overrides", help="section.key=value overrides")
+    p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
+    p.add_argument("--out", default="bench/results/candidates.json")
+    args = p.parse_args()
+    params = with_overrides(args.overrides)
+    lm = load_lm_bundle("models/lm/lm.pt") if params.pretrain.enabled and params.train.trainer.init_from_lm else None
+    tokenizer = Tokenizer.from_file(str(DATA / "tokenizer.json"))
+    path = find_checklist(params.check.checklist, params.data.source)
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["baseline"] = {k: v for k, v in tfidf_baseline(DATA).items() if k in ("accuracy", "macro_f1")}
+    arm = results.setdefault("arms", {})[args.name] = {"overrides": args.overrides, "runs": []}
+    for seed in args.seeds:
+        tp = params.train.trainer.model_copy(update={"seed": seed})
+        data = TextDataModule(DATA, DATA / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, seed)
+        checklist = load_checklist(path, dataset_name(params.data.source), data.labels) if path else None
+        models, row = {}, {"seed": seed}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.models:
+                fit = fit_classifier(name, params.train.model(name).model_dump(), tp, data, Path(tmp) / name,
+                                     progress_bar=False, lm_bundle=lm)
+                models[name] = load_classifier(fit.best_checkpoint).model
+        if len(models) > 1:
+            models["ensemble"] = AveragedProbabilities(list(models.values())).eval()
+        for name, model in models.items():
+            probs = {s: predict_proba(model, data, s) for s in ("val", "test")}
+            checks = check_model(checklist, torch_predictor(model, tokenizer), data.labels,
+                                 params.check.floors.model_dump())
+            row[name] = {**scores_of(probs, data), "checks": checks["pass_rate"], "checks_passed": checks["passed"]}
+        chosen = max(models, key=lambda m: (row[m]["checks_passed"], row[m]["val"]["macro_f1"]))
+        row["selected"] = chosen
+        arm["runs"].append(row)
+        print(json.dumps(row), flush=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    arm["summary"] = {
+        name: {f"{split}_{key}": [round(100 * statistics.fmean(r[name][split][key] for r in arm["runs"]), 2),
+                                   round(100 * statistics.stdev(r[name][split][key] for r in arm["runs"]), 2)
+                                   if len(arm["runs"]) > 1 else 0.0]
+               for split in ("val", "test") for key in ("accuracy", "macro_f1")}
+        for name in models
+    }
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps({"baseline": results["baseline"], args.name: arm["summary"]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
