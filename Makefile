@@ -8,7 +8,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-ceiling bench-labels bench-serve
+.PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-candidates bench-ceiling bench-labels bench-serve
 
 setup: $(VENV)/.installed
 
@@ -37,10 +37,14 @@ test: setup lint
 mlflow-ui: setup
 	mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: bench-train bench-ceiling bench-labels bench-serve
+bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve
 
 bench-train: repro
 	$(PY) -m bench.train_bench
+
+# Every candidate select can choose (three models + ensemble), seeds 42, 1, 2, beside TF-IDF + LR.
+bench-candidates: repro
+	$(PY) -m bench.candidates_bench --name defaults
 
 bench-ceiling: repro
 	$(PY) -m bench.ceiling

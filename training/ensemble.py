@@ -45,6 +45,7 @@ def load_candidate(folder: Path) -> tuple[nn.Module, list[str], str]:
         return module.model, list(module.hparams.labels), module.hparams.model_name
     members = sorted(folder.glob(f"*{CHECKPOINT_SUFFIX}"))
     if not members:
-        raise FileNotFoundError(f"{folder} holds no checkpoint: rerun the train stages")
+        raise FileNotFoundError(f"checkpoint {single} not found, nor an ensemble's member checkpoints in {folder}: "
+                                "run the train stage for this model first (or the ensemble stage)")
     model, labels = load_ensemble(members)
     return model, labels, "ensemble"
