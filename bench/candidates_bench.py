@@ -16,11 +16,16 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import pandas as pd
 import torch
 import yaml
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
 from tokenizers import Tokenizer
 
-from bench.train_bench import DATA, tfidf_baseline
+from bench.train_bench import tfidf_baseline
 from pipelines.check import check_model, find_checklist, torch_predictor
 from pipelines.params import MODEL_NAMES, parse_params
 from training.checks import load_checklist
@@ -45,6 +50,16 @@ def with_overrides(overrides: list[str]):
     return parse_params(raw)
 
 
+def word_svm_baseline(data: Path) -> dict[str, float]:
+    """For English: word 1–2-gram TF-IDF + LinearSVC on the same train split, scored on test."""
+
+
+    train, test = (pd.read_parquet(data / f"{s}.parquet") for s in ("train", "test"))
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LinearSVC(C=1.0))
+    pred = model.fit(train["text"], train["label"]).predict(test["text"])
+    return {"accuracy": accuracy_score(test["label"], pred), "macro_f1": f1_score(test["label"], pred, average="macro")}
+
+
 def scores_of(probs, data: TextDataModule) -> dict:
     out = {}
     for split in ("val", "test"):
@@ -61,18 +76,24 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     p.add_argument("--out", default="bench/results/candidates.json")
+    p.add_argument("--data", default="data/processed", type=Path)
+    p.add_argument("--lm", default="models/lm/lm.pt")
+    p.add_argument("--baseline", default="char-lr", choices=["char-lr", "word-svm"],
+                   help="char-lr: character 1–3-gram TF-IDF + LR; word-svm: word 1–2-gram TF-IDF + LinearSVC")
     args = p.parse_args()
+    data_dir = args.data
     params = with_overrides(args.overrides)
-    lm = load_lm_bundle("models/lm/lm.pt") if params.pretrain.enabled and params.train.trainer.init_from_lm else None
-    tokenizer = Tokenizer.from_file(str(DATA / "tokenizer.json"))
+    lm = load_lm_bundle(args.lm) if params.pretrain.enabled and params.train.trainer.init_from_lm else None
+    tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
     path = find_checklist(params.check.checklist, params.data.source)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
-    results["baseline"] = {k: v for k, v in tfidf_baseline(DATA).items() if k in ("accuracy", "macro_f1")}
+    baseline = tfidf_baseline(data_dir) if args.baseline == "char-lr" else word_svm_baseline(data_dir)
+    results["baseline"] = {"kind": args.baseline, **{k: baseline[k] for k in ("accuracy", "macro_f1")}}
     arm = results.setdefault("arms", {})[args.name] = {"overrides": args.overrides, "runs": []}
     for seed in args.seeds:
         tp = params.train.trainer.model_copy(update={"seed": seed})
-        data = TextDataModule(DATA, DATA / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, seed)
+        data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, seed)
         checklist = load_checklist(path, dataset_name(params.data.source), data.labels) if path else None
         models, row = {}, {"seed": seed}
         with tempfile.TemporaryDirectory() as tmp:
