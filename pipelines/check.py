@@ -92,6 +92,8 @@ def main() -> None:
     out = Path(args.metrics) / "checks" / f"{args.model}.json"
     write_json(out, {"model": args.model, **results})
     log_to_run(Path(args.models) / args.model / "train.json", results, out)
+    if checklist is None:
+        return
     rates = ", ".join(f"{k} {v:.1%}" for k, v in results["pass_rate"].items() if v is not None) or "no cases"
     log.info("check %s: %s; %s", args.model, rates,
              "passes the floors" if results["passed"] else f"below the floors: {'; '.join(results['below_floor'])}")

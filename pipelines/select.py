@@ -83,6 +83,10 @@ def main() -> None:
     promoted, reason = gate(val_f1, params.min_val_f1, champion, digest)
     if behaviour is not None:
         promoted, reason = False, behaviour
+    skipped = [m for m in CANDIDATES if not checks[m]["passed"] and m != best]
+    if behaviour is None and skipped:  # a better-scoring candidate may have been passed over: say why
+        reason += "; below the behavioural floors: " + "; ".join(
+            f"{m} ({', '.join(checks[m]['below_floor'])}; failed {failed_cases(checks[m])})" for m in skipped)
     if promoted:
         name = params.registered_model_name
         if not client.search_registered_models(filter_string=f"name = '{name}'"):
