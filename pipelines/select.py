@@ -53,8 +53,11 @@ def choose(scores: dict[str, dict], checks: dict[str, dict]) -> tuple[str, str |
     passing = [m for m in ranked if checks[m]["passed"]]
     if passing:
         return passing[0], None
-    return ranked[0], "no candidate passes the behavioural floors: " + "; ".join(
-        f"{m} ({', '.join(checks[m]['below_floor'])}; failed {failed_cases(checks[m])})" for m in ranked)
+    return ranked[0], "no candidate passes the behavioural floors: " + below_floor_report(ranked, checks)
+
+
+def below_floor_report(models: list[str], checks: dict[str, dict]) -> str:
+    return "; ".join(f"{m} ({', '.join(checks[m]['below_floor'])}; failed {failed_cases(checks[m])})" for m in models)
 
 
 def failed_cases(check: dict, limit: int = 8) -> str:
@@ -85,8 +88,7 @@ def main() -> None:
         promoted, reason = False, behaviour
     skipped = [m for m in CANDIDATES if not checks[m]["passed"] and m != best]
     if behaviour is None and skipped:  # a better-scoring candidate may have been passed over: say why
-        reason += "; below the behavioural floors: " + "; ".join(
-            f"{m} ({', '.join(checks[m]['below_floor'])}; failed {failed_cases(checks[m])})" for m in skipped)
+        reason += "; below the behavioural floors: " + below_floor_report(skipped, checks)
     if promoted:
         name = params.registered_model_name
         if not client.search_registered_models(filter_string=f"name = '{name}'"):

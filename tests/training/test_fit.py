@@ -131,3 +131,16 @@ def test_gradual_unfreezing_keeps_pretrained_layers_fixed_for_the_first_epoch(pr
                          progress_bar=False, lm_bundle=lm)
     assert not torch.equal(two.trainer.lightning_module.model.state_dict()["embedding.weight"],
                            lm["forward"]["embedding.weight"])
+
+
+def test_label_smoothing_and_swa_switched_on_through_params(processed_dir, tmp_path):
+    params = parse_params({"train": {**TINY_TRAIN, "trainer": {**TINY_TRAIN["trainer"], "label_smoothing": 0.1,
+                                                               "swa_epoch_start": 1, "max_epochs": 3}}})
+    tp = params.train.trainer
+    config = params.train.model("bilstm").model_dump()
+    result = fit_classifier("bilstm", config, tp, _data(processed_dir), tmp_path, progress_bar=False)
+    assert result.trainer.lightning_module.loss.label_smoothing == 0.1
+    names = {type(c).__name__ for c in result.trainer.callbacks}
+    assert "StochasticWeightAveraging" in names and "EarlyStopping" not in names
+    assert len(result.history) == 3  # SWA runs to the last epoch
+    assert result.best_val_macro_f1 >= max(row["val_macro_f1"] for row in result.history) - 1e-6  # rows are rounded
