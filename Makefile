@@ -15,7 +15,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[train,serve,dev]'
+	$(PY) -m pip install -q -e '.[train,serve,spark,dev]'
 	touch $@
 
 # The whole pipeline on the built-in corpus, then the REST service on the exported champion.

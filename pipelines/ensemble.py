@@ -16,7 +16,15 @@ import mlflow
 
 from pipelines.cli import parser, run, write_json
 from pipelines.params import MODEL_NAMES, load_params
-from training.tracking import check_reachable, ensure_experiment, experiment_name, quiet_mlflow, run_tags, tracking_uri
+from training.tracking import (
+    check_reachable,
+    ensure_experiment,
+    experiment_name,
+    log_splits,
+    quiet_mlflow,
+    run_tags,
+    tracking_uri,
+)
 
 log = logging.getLogger("textclf.ensemble")
 NAME = "ensemble"
@@ -47,6 +55,7 @@ def main() -> None:
     run_id = client.create_run(experiment_id, run_name=NAME, tags=tags).info.run_id
     client.log_param(run_id, "members", ",".join(MODEL_NAMES))
     client.log_param(run_id, "combination", "mean of the members' probabilities")
+    log_splits(client, run_id, args.data)
     for model in MODEL_NAMES:
         client.log_artifact(run_id, str(out / f"{model}.ckpt"), "checkpoint")
     client.log_artifact(run_id, str(Path(args.data) / "tokenizer.json"), "checkpoint")

@@ -1,7 +1,12 @@
-"""Stage export: the registry's champion → artifacts/bundle/ (model.onnx, tokenizer.json, meta.json).
+"""Stage export: the selected candidate → ONNX bundle → parity check → MLflow Model → registry → `champion`.
 
-The bundle is built in a temporary folder and swapped in only after the parity check passes, so a
-failed export leaves the previous bundle in place.
+1. The candidate (metrics/candidate.json, from select) is exported to ONNX beside its tokenizer and meta.json,
+   and ONNX Runtime's probabilities are checked against PyTorch's on the test texts.
+2. Only a bundle that passed parity is logged on the candidate's MLflow run as a pyfunc MLflow Model
+   (onnxruntime + tokenizers, no torch) with a signature, and registered as a new model version.
+3. Only a version that also passed select's gate gets the alias `champion`.
+4. artifacts/bundle always holds the champion's bundle, which `package` and the REST service use. A failed
+   parity or gate leaves the old champion and its bundle in place; metrics/best.json says why.
 """
 
 from __future__ import annotations
@@ -13,30 +18,76 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pandas as pd
-from tokenizers import Tokenizer
-
 from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
-from training.ensemble import load_candidate
-from training.export import check_parity, export_onnx, write_meta
+from training.export import ExportError, check_parity, export_onnx, write_meta
+from training.registry import ALIAS, current_champion, log_bundle_model, register
 from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.export")
+CANDIDATE_VERSION = "candidate"  # meta.json's version until the registry gives it a number
 
 
-def fetch_champion(client, name: str, dest: Path):
-    """Download the champion's checkpoint folder (best.ckpt + tokenizer.json) from its MLflow run."""
-    from mlflow.exceptions import MlflowException
+class NothingToServeError(ValueError):
+    """The candidate was not promoted and there is no earlier champion to serve instead."""
 
-    try:
-        version = client.get_model_version_by_alias(name, "champion")
-    except MlflowException:
-        raise FileNotFoundError(f"registered model '{name}' has no champion: no model has passed the "
-                                "promotion gate yet (see metrics/best.json)") from None
-    folder = Path(client.download_artifacts(version.run_id, "checkpoint", str(dest)))
-    return version, folder
+
+def build_bundle(folder: Path, data: Path, staged: Path, opset: int, atol: float, run_data) -> dict:
+    """Export the candidate in `folder` into `staged` and check parity; returns the parity result (raises
+    ExportError when ONNX and PyTorch disagree)."""
+    import pandas as pd
+    from tokenizers import Tokenizer
+
+    from training.ensemble import load_candidate
+
+    model, labels, model_name = load_candidate(folder)
+    staged.mkdir(parents=True)
+    shutil.copy(data / "tokenizer.json", staged / "tokenizer.json")
+    tokenizer = Tokenizer.from_file(str(staged / "tokenizer.json"))
+    tokenizer_sha = file_sha256(staged / "tokenizer.json")
+    # No registry version inside the ONNX file: the same checkpoint always gives the same model.onnx.
+    export_onnx(model, staged / "model.onnx", {
+        "labels": json.dumps(labels, ensure_ascii=False), "model_name": model_name,
+        "tokenizer_sha256": tokenizer_sha}, opset)
+    write_meta(staged / "meta.json", {
+        "model_name": model_name, "version": CANDIDATE_VERSION, "labels": labels,
+        "max_len": tokenizer.truncation["max_length"],
+        "metrics": {k: v for k, v in run_data.metrics.items() if k.endswith("_final")},
+        "data_hash": run_data.tags.get("data_hash"), "git_commit": run_data.tags.get("git_commit"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"), "tokenizer_sha256": tokenizer_sha,
+    })
+    texts = pd.read_parquet(data / "test.parquet")["text"].tolist()
+    return check_parity(model, staged / "model.onnx", encode(tokenizer, texts), atol)
+
+
+def stamp(bundle: Path, **fields: str) -> None:
+    """Write registry facts (version, run, model URI) into the bundle's meta.json."""
+    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
+    write_meta(bundle / "meta.json", {**meta, **fields})
+
+
+def champion_bundle(client, champion, out: Path) -> None:
+    """Make `out` the champion's bundle, downloading it from the registry unless it is already there."""
+    meta = out / "meta.json"
+    if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("version") == str(champion.version):
+        return
+    from mlflow.artifacts import download_artifacts
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = Path(download_artifacts(f"{champion.source}/artifacts/bundle", dst_path=tmp))
+        except Exception as err:
+            raise FileNotFoundError(f"cannot fetch the bundle of champion v{champion.version} ({champion.source}): "
+                                    f"{err}; it may predate MLflow Models: rerun with a new candidate") from None
+        replace_dir(folder, out)
+
+
+def replace_dir(src: Path, dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(src, dest)
 
 
 def main() -> None:
@@ -44,49 +95,72 @@ def main() -> None:
 
     p = parser(__doc__)
     p.add_argument("--data", default="data/processed")
+    p.add_argument("--models", default="models")
     p.add_argument("--out", default="artifacts/bundle")
     p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
-    params = load_params(args.params)
+    params = load_params(args.params).export
     quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri())
-    best = json.loads((Path(args.metrics) / "best.json").read_text())
-    out = Path(args.out)
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
-        tmp = Path(tmp)
-        version, folder = fetch_champion(client, best["registered_model"], tmp / "download")
-        model, labels, model_name = load_candidate(folder)
-        tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-        staged = tmp / "bundle"
-        staged.mkdir()
-        shutil.copy(folder / "tokenizer.json", staged / "tokenizer.json")
-        tokenizer_sha = file_sha256(staged / "tokenizer.json")
-        model_name = version.tags.get("model", model_name)
-        export_onnx(model, staged / "model.onnx", {
-            "labels": json.dumps(labels, ensure_ascii=False), "model_name": model_name,
-            "version": str(version.version), "tokenizer_sha256": tokenizer_sha,
-        }, params.export.opset)
-        texts = pd.read_parquet(Path(args.data) / "test.parquet")["text"].tolist()
-        parity = check_parity(model, staged / "model.onnx", encode(tokenizer, texts), params.export.parity_atol)
-        run_data = client.get_run(version.run_id).data
-        write_meta(staged / "meta.json", {
-            "model_name": model_name, "version": str(version.version), "labels": labels,
-            "max_len": tokenizer.truncation["max_length"], "registered_model": best["registered_model"],
-            "metrics": {k: v for k, v in run_data.metrics.items() if k.endswith("_final")},
-            "data_hash": version.tags.get("data_hash"), "git_commit": run_data.tags.get("git_commit"),
-            "mlflow_run_id": version.run_id, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "tokenizer_sha256": tokenizer_sha,
-        })
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.move(str(staged), str(out))
-    write_json(Path(args.metrics) / "export.json", {"parity": parity, "model": model_name,
-                                                     "version": str(version.version)})
-    client.log_metric(version.run_id, "onnx_parity_max_abs_diff", parity["max_abs_diff"])
-    client.log_artifacts(version.run_id, str(out), "bundle")
-    log.info("export: %s v%s → %s (parity max |Δp| %.2e over %d texts)", model_name, version.version, out,
-             parity["max_abs_diff"], parity["texts"])
+    mlflow.set_tracking_uri(tracking_uri())
+    pick = json.loads((Path(args.metrics) / "candidate.json").read_text())
+    name, run_id, out = pick["registered_model"], pick["run_id"], Path(args.out)
+    run_data = client.get_run(run_id).data
+    decision = {"parity": None, "registered_version": None, "promoted": False}
+    with tempfile.TemporaryDirectory() as tmp:
+        staged = Path(tmp) / "bundle"
+        try:
+            parity = build_bundle(Path(args.models) / pick["model"], Path(args.data), staged, params.opset,
+                                  params.parity_atol, run_data)
+        except ExportError as err:
+            parity, why = {"passed": False, "error": str(err)}, f"ONNX export failed parity: {err}"
+        else:
+            parity, why = {**parity, "passed": True}, pick["reason"]
+            client.log_metric(run_id, "onnx_parity_max_abs_diff", parity["max_abs_diff"])
+            version = publish(client, name, run_id, staged, pick, run_data, Path(args.data))
+            decision["registered_version"] = str(version.version)
+            if pick["gate_passed"]:
+                client.set_registered_model_alias(name, ALIAS, version.version)
+                replace_dir(staged, out)
+                decision["promoted"] = True
+        decision["parity"] = parity
+    champion = current_champion(client, name)
+    summary = {**pick, **decision, "reason": why, "champion": None if champion is None
+               else {"version": str(champion.version), "model": champion.tags.get("model"),
+                     "run_id": champion.run_id, "model_uri": champion.source}}
+    write_json(Path(args.metrics) / "best.json", summary)
+    write_json(Path(args.metrics) / "export.json", {"parity": parity, "model": pick["model"],
+                                                     "version": decision["registered_version"]})
+    if champion is None:
+        raise NothingToServeError(f"nothing to serve: {pick['model']} was not promoted ({why}) and '{name}' has no "
+                          f"{ALIAS} yet (see metrics/best.json)")
+    champion_bundle(client, champion, out)
+    log.info("export: %s %s; %s@%s is v%s (%s) → %s", pick["model"],
+             "promoted" if decision["promoted"] else "not promoted", name, ALIAS, champion.version,
+             why, out)
+
+
+def publish(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path):
+    """Log the bundle as an MLflow Model on the candidate's run and register it (once per run and ONNX file)."""
+    onnx_sha = file_sha256(staged / "model.onnx")
+    for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
+        if version.tags.get("onnx_sha256") == onnx_sha:  # a rerun of the same candidate: no second version
+            stamp(staged, version=str(version.version), mlflow_run_id=run_id, model_uri=version.source,
+                  registered_model=name)
+            return version
+    versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
+    expected = str(max(versions, default=0) + 1)  # the number the registry gives next, stamped into meta.json
+    stamp(staged, version=expected, mlflow_run_id=run_id, registered_model=name)
+    metrics = {k: v for k, v in run_data.metrics.items() if k.startswith(("val_", "test_")) and k.endswith("_final")}
+    tags = {"model": pick["model"], "data_hash": pick["data_hash"], "val_macro_f1": str(pick["val"]["macro_f1"]),
+            "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha}
+    info = log_bundle_model(run_id, staged, json.loads((staged / "meta.json").read_text())["labels"], metrics,
+                            data, tags)
+    version = register(name, info.model_uri, tags)
+    if str(version.version) != expected:  # someone registered in between: keep meta.json truthful
+        stamp(staged, version=str(version.version))
+    stamp(staged, model_uri=f"models:/{name}/{version.version}")
+    return version
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ from training.tokenizer import SEP_ID, file_sha256
 from training.tracking import (
     check_reachable,
     ensure_experiment,
-    experiment_name,
     flatten,
+    lm_experiment_name,
     quiet_mlflow,
     run_tags,
     tracking_uri,
@@ -93,7 +93,7 @@ def main() -> None:
         texts += corpus
     quiet_mlflow()
     check_reachable(tracking_uri())
-    name = experiment_name(all_params.data.source)
+    name = lm_experiment_name(all_params.data.source)
     ensure_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()
     states = {}

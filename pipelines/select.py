@@ -1,9 +1,9 @@
-"""Stage select: pick the best model by validation macro-F1 (never test) and gate its promotion.
+"""Stage select: pick the best candidate by validation macro-F1 (never test) and judge it by the gate.
 
-Candidates below the behavioural floors (stage check) are passed over. The chosen model is registered and
-gets the alias `champion` only if its val macro-F1 reaches `select.min_val_f1` and is not below the
-current champion's on the same data hash. When no candidate passes the behavioural floors and there is no
-champion yet, the stage fails, so the pipeline stops before export.
+Candidates below the behavioural floors (stage check) are passed over. The choice and the gate's verdict
+go to `metrics/candidate.json`; the alias moves later, in `promote`, and only after the export's parity
+check. When no candidate passes the behavioural floors and there is no champion yet, the stage fails, so
+the pipeline stops before export.
 """
 
 from __future__ import annotations
@@ -14,30 +14,10 @@ from pathlib import Path
 
 from pipelines.cli import parser, run, write_json
 from pipelines.params import CANDIDATES, load_params
+from training.registry import current_champion, gate
 from training.tracking import data_hash, quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.select")
-ALIAS = "champion"
-
-
-def current_champion(client, name: str):
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException:
-        return None  # no registered model yet, or no alias
-
-
-def gate(val_f1: float, min_val_f1: float, champion, digest: str) -> tuple[bool, str]:
-    if val_f1 < min_val_f1:
-        return False, f"val macro-F1 {val_f1:.4f} is below select.min_val_f1 {min_val_f1}"
-    if champion is not None and champion.tags.get("data_hash") == digest:
-        best = float(champion.tags.get("val_macro_f1", "nan"))
-        if val_f1 < best:
-            return False, (f"val macro-F1 {val_f1:.4f} is below champion v{champion.version} "
-                           f"({champion.tags.get('model')}, {best:.4f}) on the same data")
-    return True, "passed the gate"
 
 
 class NoCandidateError(ValueError):
@@ -89,27 +69,19 @@ def main() -> None:
     skipped = [m for m in CANDIDATES if not checks[m]["passed"] and m != best]
     if behaviour is None and skipped:  # a better-scoring candidate may have been passed over: say why
         reason += "; below the behavioural floors: " + below_floor_report(skipped, checks)
-    if promoted:
-        name = params.registered_model_name
-        if not client.search_registered_models(filter_string=f"name = '{name}'"):
-            client.create_registered_model(name, description="textclf champion classifier (ONNX bundle source)")
-        source = f"{client.get_run(run_id).info.artifact_uri}/checkpoint"
-        tags = {"model": best, "data_hash": digest, "val_macro_f1": str(val_f1),
-                "test_macro_f1": str(scores[best]["test"]["macro_f1"])}
-        champion = client.create_model_version(name, source, run_id=run_id, tags=tags)
-        client.set_registered_model_alias(name, ALIAS, champion.version)
     summary = {
         "model": best, "val": _headline(scores[best]["val"]), "test": _headline(scores[best]["test"]),
-        "promoted": promoted, "reason": reason, "data_hash": digest, "registered_model": params.registered_model_name,
+        "run_id": run_id, "gate_passed": promoted, "reason": reason, "data_hash": digest,
+        "registered_model": params.registered_model_name,
         "champion": None if champion is None else {
             "version": str(champion.version), "model": champion.tags.get("model"), "run_id": champion.run_id},
         "candidates": {m: {**_headline(scores[m]["val"]), "checks_passed": checks[m]["passed"],
                            "check_pass_rate": checks[m]["pass_rate"]} for m in CANDIDATES},
     }
-    write_json(Path(args.metrics) / "best.json", summary)
+    write_json(Path(args.metrics) / "candidate.json", summary)
     if behaviour is not None and champion is None:
         raise NoCandidateError(f"{reason}. Nothing to export: fix the model or the checklist, or lower check.floors")
-    log.info("select: %s (val macro-F1 %.4f) %s: %s", best, val_f1, "promoted" if promoted else "not promoted", reason)
+    log.info("select: %s (val macro-F1 %.4f) %s", best, val_f1, reason)
 
 
 def _headline(split: dict) -> dict:

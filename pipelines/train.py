@@ -11,7 +11,15 @@ from pipelines.cli import parser, run, write_json
 from pipelines.params import MODEL_NAMES, Params, load_params
 from training.datamodule import TextDataModule
 from training.fit import fit_classifier, write_curves
-from training.tracking import check_reachable, ensure_experiment, experiment_name, flatten, quiet_mlflow, run_tags
+from training.tracking import (
+    check_reachable,
+    ensure_experiment,
+    experiment_name,
+    flatten,
+    log_splits,
+    quiet_mlflow,
+    run_tags,
+)
 from training.tracking import tracking_uri as current_tracking_uri
 from training.transfer import load_lm_bundle
 
@@ -29,6 +37,7 @@ def mlflow_logger(model: str, params: Params, data_dir: Path) -> MLFlowLogger:
     relevant = {"data": params.data.model_dump(), "preprocess": params.preprocess.model_dump(),
                 "train": {"trainer": params.train.trainer.model_dump(), model: params.train.model(model).model_dump()}}
     logger.log_hyperparams(flatten(relevant))
+    log_splits(logger.experiment, logger.run_id, data_dir)
     return logger
 
 

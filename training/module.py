@@ -74,15 +74,17 @@ class TextClassifier(LightningModule):
         # Weight decay on matrices only; LM-initialised weights learn at a lower rate so they aren't washed out;
         # the n-gram path's weights, each seen by few texts, at a higher one (as fastText's linear model does).
         pretrained = {f"model.{name}" for name in self.pretrained_params}
-        groups: dict[tuple[bool, float], list[nn.Parameter]] = {}
+        groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
         for name, param in self.named_parameters():
             decay = param.ndim >= 2 and "embedding" not in name
-            scale = self.pretrained_lr_scale if name in pretrained else 1.0
-            scale = hp.get("ngram_lr_scale", 1.0) if name.startswith("model.ngrams.") else scale
-            groups.setdefault((decay, scale), []).append(param)
+            part = "ngrams" if name.startswith("model.ngrams.") else "pretrained" if name in pretrained else "network"
+            groups.setdefault((part, decay), []).append(param)
+        scales = {"network": 1.0, "pretrained": self.pretrained_lr_scale, "ngrams": hp.get("ngram_lr_scale", 1.0)}
+        # Named groups: LearningRateMonitor logs them as lr-AdamW/network, lr-AdamW/ngrams, ... not pg1, pg2.
         optimizer = torch.optim.AdamW([
-            {"params": params, "weight_decay": hp.weight_decay if decay else 0.0, "lr": hp.lr * scale}
-            for (decay, scale), params in groups.items()
+            {"params": params, "name": part if decay else f"{part}_no_decay",
+             "weight_decay": hp.weight_decay if decay else 0.0, "lr": hp.lr * scales[part]}
+            for (part, decay), params in groups.items()
         ], lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(total * hp.warmup_ratio)

@@ -52,8 +52,17 @@ def dataset_name(source: str) -> str:
 
 
 def experiment_name(source: str) -> str:
-    """One experiment per dataset."""
+    """One experiment per dataset for the classifiers: select-all → Compare shows only classifiers."""
     return f"textclf-{dataset_name(source)}"
+
+
+def lm_experiment_name(source: str) -> str:
+    """The language models' runs (perplexity, not F1) get an experiment of their own."""
+    return f"{experiment_name(source)}-lm"
+
+
+# MLflow's UI opens an experiment of this kind on its runs table, not on the GenAI traces view.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def ensure_experiment(name: str) -> str:
@@ -63,11 +72,40 @@ def ensure_experiment(name: str) -> str:
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
+        if any(experiment.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):  # made by an older version
+            client = mlflow.MlflowClient()
+            for key, value in EXPERIMENT_KIND.items():
+                client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
     location = None
     if tracking_uri().startswith("sqlite:"):
         location = Path(ARTIFACT_DIR).resolve().as_uri()
-    return mlflow.create_experiment(name, artifact_location=location)
+    return mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+
+
+SPLITS = ("train", "val", "test")
+SPLIT_CONTEXT = {"train": "training", "val": "validation", "test": "testing"}
+
+
+def split_datasets(data_dir: str | Path, digest: str | None = None) -> dict:
+    """The processed splits as MLflow datasets named by split, with the data hash as digest."""
+    import mlflow.data
+    import pandas as pd
+
+    digest = digest or data_hash(data_dir)
+    return {split: mlflow.data.from_pandas(pd.read_parquet(Path(data_dir) / f"{split}.parquet"),
+                                           source=str((Path(data_dir) / f"{split}.parquet").resolve()),
+                                           targets="label", name=split, digest=digest)
+            for split in SPLITS}
+
+
+def log_splits(client, run_id: str, data_dir: str | Path) -> None:
+    """Log train, val and test as the run's inputs: the runs table's Dataset column."""
+    from mlflow.entities import DatasetInput, InputTag
+
+    inputs = [DatasetInput(ds._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", SPLIT_CONTEXT[split])])
+              for split, ds in split_datasets(data_dir).items()]
+    client.log_inputs(run_id, datasets=inputs)
 
 
 def data_hash(data_dir: str | Path) -> str:

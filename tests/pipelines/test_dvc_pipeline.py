@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import time
+from pathlib import Path
 
+import httpx
 import mlflow
+import numpy as np
+import pandas as pd
 import pytest
 
-from tests.pipelines.project import make_project, read_params, sh, write_params
+from tests.pipelines.project import env, make_project, read_params, sh, write_params
+from tests.servers import VENV_BIN, Server, free_port
 
 pytestmark = pytest.mark.slow
 CANDIDATES = ("textrnn", "rcnn", "bilstm", "ensemble")
@@ -39,6 +46,20 @@ def client(project):
     return mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
 
 
+@pytest.fixture
+def registry(project, monkeypatch):
+    """MLflow's fluent API (pyfunc.load_model, models:/ URIs) pointed at the project's store, for one test:
+    set_tracking_uri also exports MLFLOW_TRACKING_URI, which later `dvc repro` runs would inherit."""
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    mlflow.set_tracking_uri(uri)
+    yield uri
+    mlflow.set_tracking_uri(None)
+
+
+TEXTS = ["好 喜欢 great", "差 失望 bad", "推荐", "  "]
+
+
 def test_full_repro_writes_every_output(project):
     for path in ("data/processed/report.json", "metrics/best.json", "metrics/export.json",
                  "artifacts/bundle/model.onnx", "artifacts/bundle/tokenizer.json", "artifacts/bundle/meta.json",
@@ -50,6 +71,80 @@ def test_full_repro_writes_every_output(project):
     assert export["parity"]["max_abs_diff"] <= 1e-5
     meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
     assert meta["labels"] == ["neg", "pos"] and meta["model_name"] == best["model"]
+
+
+def test_champion_is_a_pyfunc_mlflow_model(project, registry):
+    """models:/textclf@champion loads with MLflow alone and scores exactly as the exported bundle does."""
+    from serving.predictor import OnnxPredictor
+
+    model = mlflow.pyfunc.load_model("models:/textclf@champion")
+    out = model.predict(pd.DataFrame({"text": TEXTS}))
+    expected = OnnxPredictor(project / "artifacts/bundle").probabilities(TEXTS)
+    assert list(out.columns) == ["label", "score_neg", "score_pos"]
+    assert np.abs(out[["score_neg", "score_pos"]].to_numpy() - expected).max() <= 1e-6
+    assert out["label"].tolist() == [["neg", "pos"][k] for k in expected.argmax(axis=1)]
+    signature = model.metadata.signature
+    assert signature.inputs.input_names() == ["text"]
+    assert signature.outputs.input_names() == ["label", "score_neg", "score_pos"]
+    folder = mlflow.artifacts.download_artifacts("models:/textclf@champion")
+    requirements = (Path(folder) / "requirements.txt").read_text()
+    assert "onnxruntime-gpu==" in requirements and "bentoml==" in requirements and "torch" not in requirements
+    assert json.loads((project / "artifacts/bundle/meta.json").read_text())["model_uri"] == "models:/textclf/1"
+
+
+def test_mlflow_models_serve_answers_invocations(project, registry, tmp_path):
+    """`mlflow models serve -m models:/textclf@champion --env-manager local` as a process, over HTTP."""
+    from serving.predictor import OnnxPredictor
+
+    port = free_port()
+    log = (tmp_path / "mlflow-serve.log").open("wb")
+    process = subprocess.Popen(
+        [str(VENV_BIN / "mlflow"), "models", "serve", "-m", "models:/textclf@champion", "--env-manager", "local",
+         "-h", "127.0.0.1", "-p", str(port), "-w", "1"],
+        cwd=project, env=env(project, MLFLOW_TRACKING_URI=registry), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", process, tmp_path / "mlflow-serve.log")
+    try:
+        for _ in range(240):
+            try:
+                if httpx.get(f"{server.url}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, server.log()
+            time.sleep(0.5)
+        answer = httpx.post(f"{server.url}/invocations", json={"dataframe_records": [{"text": t} for t in TEXTS]},
+                            timeout=30)
+        assert answer.status_code == 200, answer.text
+        rows = answer.json()["predictions"]
+        expected = OnnxPredictor(project / "artifacts/bundle").probabilities(TEXTS)
+        got = np.array([[row["score_neg"], row["score_pos"]] for row in rows])
+        assert np.abs(got - expected).max() <= 1e-6
+        bad = httpx.post(f"{server.url}/invocations", json={"dataframe_records": [{"txt": "x"}]}, timeout=30)
+        assert bad.status_code == 400 and "text" in bad.text
+    finally:
+        server.stop()
+
+
+def test_mlflow_ui_shows_runs_datasets_and_the_logged_model(project):
+    """What the MLflow UI reads: experiment kind, run inputs, lr curve names, the model linked to its metrics."""
+    c = client(project)
+    experiment = c.get_experiment_by_name("textclf-corpus")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    digest = None
+    for run in c.search_runs([experiment.experiment_id]):
+        inputs = {d.dataset.name: d for d in run.inputs.dataset_inputs}
+        assert set(inputs) == {"train", "val", "test"}, run.data.tags["model"]
+        digest = {d.dataset.digest for d in inputs.values()}
+        assert digest == {run.data.tags["data_hash"]}
+        if run.data.tags["model"] != "ensemble":
+            lr = {k for k in run.data.metrics if k.startswith("lr-")}
+            assert "lr-AdamW/network" in lr and not any(re.search(r"/pg\d", k) for k in lr), lr
+    version = c.get_model_version_by_alias("textclf", "champion")
+    logged = c.get_logged_model(version.source.removeprefix("models:/"))  # a logged model, not a run folder
+    assert logged.source_run_id == version.run_id
+    linked = {(m.key, m.dataset_name) for m in logged.metrics}
+    assert {("val_macro_f1_final", "val"), ("test_macro_f1_final", "test")} <= linked
 
 
 def test_second_repro_is_a_no_op(project):
@@ -70,8 +165,11 @@ def test_mlflow_holds_each_training_run(project):
     c = client(project)
     experiment = c.get_experiment_by_name("textclf-corpus")
     runs = c.search_runs([experiment.experiment_id])
-    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "ensemble", "lm-backward", "lm-forward", "rcnn",
-                                                          "textrnn"]
+    # Only classifiers here, so select-all → Compare compares like with like; the LMs have their own experiment.
+    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "ensemble", "rcnn", "textrnn"]
+    lm_runs = c.search_runs([c.get_experiment_by_name("textclf-corpus-lm").experiment_id])
+    assert sorted(r.data.tags["model"] for r in lm_runs) == ["lm-backward", "lm-forward"]
+    runs += lm_runs
     for run in runs:
         if run.data.tags["model"] == "ensemble":
             assert {"test_accuracy_final", "val_macro_f1_final"} <= set(run.data.metrics)
@@ -100,8 +198,9 @@ def test_one_model_change_reruns_only_that_model(project):
     params["train"]["textrnn"]["fc_hidden"] = 12
     write_params(project, params)
     out = sh(project, "dvc", "repro").stdout
+    promoted = json.loads((project / "metrics/best.json").read_text())["promoted"]
     assert ran(out) == {"train@textrnn", "evaluate@textrnn", "check@textrnn", "ensemble", "evaluate@ensemble",
-                        "check@ensemble", "select", "export", "package"}
+                        "check@ensemble", "select", "export"} | ({"package"} if promoted else set())
 
 
 def test_worse_model_does_not_take_champion(project):
@@ -117,6 +216,29 @@ def test_worse_model_does_not_take_champion(project):
     assert c.get_model_version_by_alias("textclf", "champion").version == before
     assert json.loads((project / "artifacts/bundle/meta.json").read_text())["version"] == \
         json.loads(bundle_before)["version"]
+
+
+def test_failed_parity_keeps_the_champion(project):
+    """A candidate that passes the gate but fails ONNX parity is never registered and never champion."""
+    c = client(project)
+    champion = c.get_model_version_by_alias("textclf", "champion")
+    versions = len(c.search_model_versions("name = 'textclf'"))
+    bundle_before = (project / "artifacts/bundle/meta.json").read_text()
+    c.set_model_version_tag("textclf", champion.version, "val_macro_f1", "0")  # any candidate beats it
+    params = read_params(project)
+    params["select"]["min_val_f1"] = 0.0
+    params["export"]["parity_atol"] = 1e-12  # no export meets it
+    write_params(project, params)
+    sh(project, "dvc", "repro")
+    best = json.loads((project / "metrics/best.json").read_text())
+    assert best["gate_passed"] is True and best["promoted"] is False and best["parity"]["passed"] is False
+    assert "failed parity" in best["reason"] and best["registered_version"] is None
+    assert c.get_model_version_by_alias("textclf", "champion").version == champion.version
+    assert len(c.search_model_versions("name = 'textclf'")) == versions
+    assert (project / "artifacts/bundle/meta.json").read_text() == bundle_before
+    c.set_model_version_tag("textclf", champion.version, "val_macro_f1", champion.tags["val_macro_f1"])
+    params["export"]["parity_atol"] = 1e-5
+    write_params(project, params)
 
 
 def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path):

@@ -1,0 +1,88 @@
+"""The exported bundle as an MLflow Model: a pyfunc over onnxruntime and tokenizers, never torch.
+
+`mlflow.pyfunc.load_model("models:/textclf@champion").predict(df)` and `mlflow models serve` score through
+the same `OnnxPredictor` as the REST service, so their probabilities are the service's. Imported only where
+MLflow is installed (the registry, batch scoring, Spark); the BentoML service never imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+from serving.predictor import OnnxPredictor
+
+TEXT_COLUMN = "text"
+BUNDLE_ARTIFACT = "bundle"  # key of the bundle folder in the model's artifacts
+
+
+def score_column(label: str) -> str:
+    return f"score_{label}"
+
+
+def output_frame(labels: Sequence[str], probs: np.ndarray, index: Any = None) -> pd.DataFrame:
+    """`label` (argmax) and one `score_<label>` column per label: the model's signature."""
+    frame = pd.DataFrame({"label": [labels[k] for k in probs.argmax(axis=1)] if len(probs) else []}, index=index)
+    for k, label in enumerate(labels):
+        frame[score_column(label)] = probs[:, k].astype(np.float64)
+    return frame
+
+
+def input_texts(model_input: Any) -> list[str]:
+    """Texts from a DataFrame's `text` column (or its only column), a Series, a list or one string."""
+    if isinstance(model_input, pd.DataFrame):
+        if TEXT_COLUMN in model_input.columns:
+            column = model_input[TEXT_COLUMN]
+        elif len(model_input.columns) == 1:
+            column = model_input.iloc[:, 0]
+        else:
+            raise ValueError(f"input needs a '{TEXT_COLUMN}' column; it has {list(model_input.columns)}")
+        values = column.tolist()
+    elif isinstance(model_input, str):
+        values = [model_input]
+    else:
+        values = list(model_input)
+    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
+    if bad:
+        raise ValueError(f"'{TEXT_COLUMN}' must hold strings; rows {bad[:5]} do not")
+    return values
+
+
+class BundleModel(mlflow.pyfunc.PythonModel):
+    """Loads the bundle once per process; `predict` returns `label` and `score_<label>` per text."""
+
+    def load_context(self, context: mlflow.pyfunc.PythonModelContext) -> None:
+        # One intra-op thread per process: Spark and `mlflow models serve` scale out with processes.
+        self.predictor = OnnxPredictor(context.artifacts[BUNDLE_ARTIFACT])
+
+    # pd.DataFrame is a hint MLflow accepts without inferring a schema from it: the logged signature is the schema.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        texts = input_texts(model_input)
+        index = model_input.index if isinstance(model_input, pd.DataFrame) else None
+        return output_frame(self.predictor.labels, self.predictor.probabilities(texts), index)
+
+
+def signature(labels: Sequence[str]):
+    """`text` (string) in; `label` (string) and one double per label out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    outputs = [ColSpec("string", "label")] + [ColSpec("double", score_column(label)) for label in labels]
+    return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs))
+
+
+def load_predictor(uri: str) -> OnnxPredictor:
+    """The `OnnxPredictor` inside a registered pyfunc model, e.g. `models:/textclf@champion`."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except MlflowException as err:
+        name = uri.removeprefix("models:/").split("@")[0].split("/")[0]
+        raise FileNotFoundError(f"cannot load {uri}: {err.message.splitlines()[0]} (registered model '{name}'; "
+                                "run `dvc repro` until a model passes the promotion gate)") from None
+    return model.unwrap_python_model().predictor

@@ -1,0 +1,91 @@
+"""The model registry: the promotion gate, the bundle logged as an MLflow Model, and the `champion` alias.
+
+Only `pipelines.promote` moves the alias, and only for a model whose ONNX export passed parity and whose
+validation score passed the gate; everything else leaves the old champion where it was.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ALIAS = "champion"
+MODEL_ARTIFACT = "model"  # the logged model's name within its run
+# The README's examples: the input example MLflow stores beside the signature.
+EXAMPLE_TEXTS = ("这本书很好看", "质量太差了，不会再买", "宝宝很喜欢这本书")
+
+
+def current_champion(client, name: str):
+    """The model version behind `name@champion`, or None when there is no such model or alias."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_by_alias(name, ALIAS)
+    except MlflowException:
+        return None
+
+
+def gate(val_f1: float, min_val_f1: float, champion, digest: str) -> tuple[bool, str]:
+    """Promote only above the floor, and never below the current champion on the same data."""
+    if val_f1 < min_val_f1:
+        return False, f"val macro-F1 {val_f1:.4f} is below select.min_val_f1 {min_val_f1}"
+    if champion is not None and champion.tags.get("data_hash") == digest:
+        best = float(champion.tags.get("val_macro_f1", "nan"))
+        if val_f1 < best:
+            return False, (f"val macro-F1 {val_f1:.4f} is below champion v{champion.version} "
+                           f"({champion.tags.get('model')}, {best:.4f}) on the same data")
+    return True, "passed the gate"
+
+
+def serve_requirements() -> list[str]:
+    """What `pip install textclf[serve]` installs (the base plus the serve extra), markers stripped.
+
+    The pyfunc imports nothing else, so `mlflow models serve` with a virtualenv builds the same runtime as
+    the BentoML image; MLflow adds its own pin."""
+    requirements = []
+    for req in metadata.requires("textclf") or []:
+        spec, _, marker = req.partition(";")
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
+        if not marker.strip() or (extra and extra.group(1) == "serve"):
+            requirements.append(spec.strip())
+    return list(dict.fromkeys(requirements))
+
+
+def log_bundle_model(run_id: str, bundle: Path, labels: list[str], metrics: dict[str, float],
+                     data_dir: Path | None, tags: dict[str, str]):
+    """Log the bundle as a pyfunc MLflow Model on the candidate's run; its metrics link to it per split."""
+    import mlflow
+    import pandas as pd
+
+    from serving import pyfunc
+    from training.tracking import split_datasets
+
+    serving_code = Path(pyfunc.__file__).parent
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name=MODEL_ARTIFACT, python_model=pyfunc.BundleModel(),
+            artifacts={pyfunc.BUNDLE_ARTIFACT: str(bundle)}, code_paths=[str(serving_code)],
+            pip_requirements=serve_requirements(), signature=pyfunc.signature(labels),
+            input_example=pd.DataFrame({pyfunc.TEXT_COLUMN: list(EXAMPLE_TEXTS)}),
+            model_type="text-classifier", tags=tags,
+        )
+        datasets = split_datasets(data_dir) if metrics else {}
+        for split, dataset in datasets.items():
+            split_metrics = {k: v for k, v in metrics.items() if k.startswith(f"{split}_")}
+            if split_metrics:  # shown on the model's page, against the dataset it was measured on
+                mlflow.log_metrics(split_metrics, model_id=info.model_id, dataset=dataset)
+    return info
+
+
+def register(name: str, model_uri: str, tags: dict[str, str]) -> Any:
+    """A new version of registered model `name` (created when missing) from a logged model."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name, description="textclf champion classifier: an ONNX bundle as a "
+                                                         "pyfunc (text in; label and one score per label out)")
+    version = mlflow.register_model(model_uri, name, tags=tags)
+    return client.get_model_version(name, version.version)
