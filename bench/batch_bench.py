@@ -69,7 +69,7 @@ def predict_cli(source: Path, rows: int, out: Path, model: str) -> tuple[float, 
 def in_process(bundle: Path, texts: list[str]) -> float:
     from serving.predictor import OnnxPredictor
 
-    predictor = OnnxPredictor(bundle, intra_op_threads=os.cpu_count() or 1)
+    predictor = OnnxPredictor(bundle, intra_op_threads=os.cpu_count() or 1)  # as pipelines.predict does
     predictor.probabilities(texts[:256])
     start = time.perf_counter()
     for i in range(0, len(texts), 10_000):
@@ -106,7 +106,7 @@ def spark_texts_per_s(source: Path, model: str, out: Path) -> float:
              .config("spark.driver.memory", "4g").getOrCreate())
     try:
         udf = mlflow.pyfunc.spark_udf(spark, model, env_manager="local")
-        frame = spark.read.parquet(str(source))
+        frame = spark.read.parquet(str(source)).repartition(spark.sparkContext.defaultParallelism)
         frame.withColumn("p", udf(F.struct("text"))).select("*", "p.*").drop("p").limit(10).collect()  # warm
         start = time.perf_counter()
         (frame.withColumn("p", udf(F.struct("text"))).select("*", "p.*").drop("p")

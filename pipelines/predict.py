@@ -95,18 +95,20 @@ def check_paths(input: str | Path, output: str | Path, overwrite: bool = False) 
     return fmt
 
 
-def load_model(model: str) -> OnnxPredictor:
-    """A bundle folder, or `models:/name@alias` from the MLflow registry (needs the train extra)."""
+def load_model(model: str, threads: int = 0) -> OnnxPredictor:
+    """A bundle folder, or `models:/name@alias` from the MLflow registry (needs the train extra); onnxruntime
+    uses `threads` intra-op threads (0: one per core), as one process here has the machine to itself."""
+    threads = threads or os.cpu_count() or 1
     try:
         if model.startswith("models:/"):
             from serving.pyfunc import load_predictor  # lazy: pulls in mlflow, which bundle users don't need
 
-            return load_predictor(model)
+            return OnnxPredictor(load_predictor(model).bundle, intra_op_threads=threads)
         bundle = Path(model)
         if not bundle.is_dir():
             raise FileNotFoundError(f"model bundle {bundle} not found: run `dvc repro` to export it, or pass "
                                     "--model <bundle folder> or --model models:/<name>@<alias>")
-        return OnnxPredictor(bundle)
+        return OnnxPredictor(bundle, intra_op_threads=threads)
     except BundleError as exc:  # a RuntimeError; as a user error it gets the one-line treatment
         raise ValueError(str(exc)) from exc
 
@@ -457,6 +459,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.add_argument("--chunk-size", type=int, default=10_000, help="rows read, scored and written at a time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default 0: one per core)")
     return p.parse_args()
 
 
@@ -467,7 +470,7 @@ def interrupted(signum: int, frame: Any) -> None:
 def main() -> None:
     args = arguments()
     check_paths(args.input, args.output, args.overwrite)  # before the model loads: fail in milliseconds
-    predictor = load_model(args.model)
+    predictor = load_model(args.model, args.threads)
     signal.signal(signal.SIGTERM, interrupted)
     try:
         predict_file(predictor, args.input, args.output, args.text_column, args.chunk_size, args.overwrite,

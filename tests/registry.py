@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import mlflow
@@ -14,8 +15,8 @@ def make_registry(tmp: Path, bundle: Path, name: str = "textclf") -> str:
     import json
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
+    previous = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)  # also exports MLFLOW_TRACKING_URI: undone below, or later subprocesses inherit it
     try:
         experiment = mlflow.create_experiment("registry-test", artifact_location=(tmp / "artifacts").as_uri())
         client = mlflow.MlflowClient(uri)
@@ -25,5 +26,7 @@ def make_registry(tmp: Path, bundle: Path, name: str = "textclf") -> str:
         version = register(name, info.model_uri, {"model": "tiny"})
         client.set_registered_model_alias(name, ALIAS, version.version)
     finally:
-        mlflow.set_tracking_uri(before)
+        mlflow.set_tracking_uri(None)
+        if previous is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = previous
     return uri

@@ -8,6 +8,7 @@ import os
 import subprocess
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +90,17 @@ SPLIT_CONTEXT = {"train": "training", "val": "validation", "test": "testing"}
 
 def split_datasets(data_dir: str | Path, digest: str | None = None) -> dict:
     """The processed splits as MLflow datasets named by split, with the data hash as digest."""
+
+    digest = digest or data_hash(data_dir)
+    with warnings.catch_warnings():  # a local path matches two equivalent source types; MLflow picks one
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return _splits(data_dir, digest)
+
+
+def _splits(data_dir: str | Path, digest: str) -> dict:
     import mlflow.data
     import pandas as pd
 
-    digest = digest or data_hash(data_dir)
     return {split: mlflow.data.from_pandas(pd.read_parquet(Path(data_dir) / f"{split}.parquet"),
                                            source=str((Path(data_dir) / f"{split}.parquet").resolve()),
                                            targets="label", name=split, digest=digest)

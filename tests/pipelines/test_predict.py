@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.predict import load_model, predict_file
+from pipelines.predict import predict_file
 from tests.conftest import REPO
 from tests.serving.tiny_bundle import TINY_LABELS, make_tiny_bundle
 
@@ -249,22 +248,6 @@ def test_sigterm_removes_the_partial_file_and_sigkill_leaves_nothing_under_the_o
             assert stderr.strip().splitlines()[-1] == f"interrupted: {dst} not written"
         else:
             assert job.returncode == -signal.SIGKILL and len(partials) == 1  # a hidden leftover, never OUTPUT
-
-
-def test_registry_uri_goes_through_serving_pyfunc(monkeypatch, predictor):
-    calls = []
-    fake = types.ModuleType("serving.pyfunc")
-    fake.load_predictor = lambda uri: calls.append(uri) or predictor
-    monkeypatch.setitem(sys.modules, "serving.pyfunc", fake)
-    assert load_model("models:/textclf@champion") is predictor
-    assert calls == ["models:/textclf@champion"]
-
-
-def test_importing_predict_never_imports_torch():
-    code = "import sys, pipelines.predict; assert 'torch' not in sys.modules, 'pipelines.predict imported torch'"
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,44 @@
+"""REST throughput of the ensemble champion against one of its members, through `bentoml serve`, same run.
+
+    python -m bench.ensemble_serving --single rcnn      # after `dvc repro` with the ensemble as champion
+
+Both bundles are built the way the export stage builds them; `wrk` posts 32 real test texts a request over
+8 connections to each in turn. Writes bench/results/ensemble_serving.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+
+from bench.batch_bench import corpus_texts, rest
+from pipelines.export import build_bundle
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--models", type=Path, default=Path("models"))
+    p.add_argument("--data", type=Path, default=Path("data/processed"))
+    p.add_argument("--single", default="rcnn")
+    p.add_argument("--seconds", type=int, default=15)
+    p.add_argument("--out", type=Path, default=Path("bench/results/ensemble_serving.json"))
+    args = p.parse_args()
+    texts = corpus_texts(args.data)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in (args.single, "ensemble"):
+            bundle = Path(tmp) / name
+            build_bundle(args.models / name, args.data, bundle, 17, 1e-5, SimpleNamespace(metrics={}, tags={}))
+            texts_per_s, _ = rest(bundle, texts, Path(tmp), args.seconds)
+            results[name] = {"texts_per_s": texts_per_s, "requests_per_s": texts_per_s / 32}
+            print(name, results[name], flush=True)
+    results["ensemble_vs_single"] = results["ensemble"]["texts_per_s"] / results[args.single]["texts_per_s"]
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
