@@ -37,6 +37,10 @@ class PreprocessParams(Strict):
     tokenizer_corpora: list[str] | Literal["auto"] = Field(
         "auto", description="unlabelled corpora the tokenizer also learns its vocabulary from (never val/test); "
         "auto: People's Daily for a Chinese train split, none otherwise")
+    tokenizer: Literal["auto", "word", "subword"] = Field(
+        "auto", description="word: one token per word; subword: WordPiece pieces; auto: word for a Chinese train "
+        "split, subword otherwise (a CJK character is one token either way)")
+    lowercase: bool = Field(True, description="fold case inside the tokenizer (serving folds the same way)")
 
 
 class PretrainParams(Strict):

@@ -35,7 +35,9 @@ def main() -> None:
     log.info("preprocess: %s; tokenizer corpora: %s", language.reason, corpora or "the train split only")
     unlabelled = read_unlabelled(corpora)
     vocabulary_texts = itertools.chain(splits["train"]["text"], *unlabelled.values())
-    tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len)
+    kind = params.tokenizer if params.tokenizer != "auto" else "word" if language.language == "zh" else "subword"
+    tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len, kind,
+                                params.lowercase)
     tokenizer.save(str(out / "tokenizer.json"))
     report = {
         "source": ingest["source"], "rows_read": ingest["rows_read"], "rows_kept": len(cleaned.frame),
@@ -43,6 +45,7 @@ def main() -> None:
         "splits": {name: len(frame) for name, frame in splits.items()},
         "labels": {name: frame["label"].value_counts().sort_index().to_dict() for name, frame in splits.items()},
         "vocab_size": tokenizer.get_vocab_size(), "language": language.as_dict(), "tokenizer_corpora": corpora,
+        "tokenizer": {"kind": kind, "lowercase": params.lowercase},
     }
     if report["rows_kept"] + report["rows_dropped"] != report["rows_read"]:
         raise RuntimeError(f"report doesn't account for every row: {report}")

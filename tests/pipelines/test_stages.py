@@ -77,3 +77,23 @@ def test_corpus_with_a_too_small_class_stops_with_message(tiny_workdir, tiny_csv
     assert stage(tiny_workdir, "pipelines.ingest").returncode == 0
     done = stage(tiny_workdir, "pipelines.preprocess")
     assert done.returncode == 2 and "class 'rare' has 1 row(s)" in done.stderr
+
+
+def test_tokenizer_kind_follows_the_language(tiny_workdir, tmp_path):
+    """auto: one token per word for Chinese corpora, WordPiece subwords for the others (report.json says which)."""
+    for args in (["pipelines.ingest"], ["pipelines.preprocess"]):
+        assert stage(tiny_workdir, *args).returncode == 0
+    report = json.loads((tiny_workdir / "data/processed/report.json").read_text())
+    assert report["language"]["language"] == "zh" and report["tokenizer"] == {"kind": "word", "lowercase": True}
+    english = tmp_path / "english"
+    english.mkdir()
+    words = {"pos": ["great", "love", "superb", "enjoyed"], "neg": ["awful", "boring", "refund", "broken"]}
+    rows = [(f"the book was {w} and {v} {i}", label) for label, ws in words.items() for i in range(30)
+            for w, v in [(ws[i % 4], ws[(i + 1) % 4])]]
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(english / "corpus.csv", index=False)
+    (english / "params.yaml").write_text(yaml.safe_dump(tiny_params(english / "corpus.csv")), encoding="utf-8")
+    for args in (["pipelines.ingest"], ["pipelines.preprocess"]):
+        done = stage(english, *args)
+        assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((english / "data/processed/report.json").read_text())
+    assert report["language"]["language"] == "other" and report["tokenizer"]["kind"] == "subword"
