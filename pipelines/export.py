@@ -21,7 +21,7 @@ from pathlib import Path
 from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
 from training.export import ExportError, check_parity, export_onnx, write_meta
-from training.registry import ALIAS, current_champion, log_bundle_model, register
+from training.registry import ALIAS, current_champion, fingerprint, gate, log_bundle_model, register
 from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
 
@@ -67,20 +67,26 @@ def stamp(bundle: Path, **fields: str) -> None:
     write_meta(bundle / "meta.json", {**meta, **fields})
 
 
-def champion_bundle(client, champion, out: Path) -> None:
+def champion_bundle(client, champion, name: str, out: Path) -> None:
     """Make `out` the champion's bundle, downloading it from the registry unless it is already there."""
     meta = out / "meta.json"
-    if meta.is_file() and json.loads(meta.read_text(encoding="utf-8")).get("version") == str(champion.version):
+    if (meta.is_file() and (out / "model.onnx").is_file()
+            and json.loads(meta.read_text(encoding="utf-8")).get("registered_model") == name
+            and champion.tags.get("onnx_sha256") == file_sha256(out / "model.onnx")):
         return
+    import yaml
     from mlflow.artifacts import download_artifacts
 
+    uri = f"models:/{name}/{champion.version}"
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            folder = Path(download_artifacts(f"{champion.source}/artifacts/bundle", dst_path=tmp))
-        except Exception as err:
-            raise FileNotFoundError(f"cannot fetch the bundle of champion v{champion.version} ({champion.source}): "
-                                    f"{err}; it may predate MLflow Models: rerun with a new candidate") from None
-        replace_dir(folder, out)
+            folder = Path(download_artifacts(uri, dst_path=tmp))
+            flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
+            bundle = folder / flavor["artifacts"]["bundle"]["path"]
+        except Exception as err:  # a version registered before the champion was an MLflow Model, or a bad store
+            raise FileNotFoundError(f"cannot fetch the bundle of {uri} ({champion.source}): {err}") from None
+        stamp(bundle, version=str(champion.version), model_uri=uri, registered_model=name)
+        replace_dir(bundle, out)
 
 
 def replace_dir(src: Path, dest: Path) -> None:
@@ -99,13 +105,14 @@ def main() -> None:
     p.add_argument("--out", default="artifacts/bundle")
     p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
-    params = load_params(args.params).export
+    all_params = load_params(args.params)
+    params = all_params.export
     quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri())
     mlflow.set_tracking_uri(tracking_uri())
     pick = json.loads((Path(args.metrics) / "candidate.json").read_text())
     name, run_id, out = pick["registered_model"], pick["run_id"], Path(args.out)
-    run_data = client.get_run(run_id).data
+    run_data = candidate_run(client, run_id)
     decision = {"parity": None, "registered_version": None, "promoted": False}
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "bundle"
@@ -113,53 +120,77 @@ def main() -> None:
             parity = build_bundle(Path(args.models) / pick["model"], Path(args.data), staged, params.opset,
                                   params.parity_atol, run_data)
         except ExportError as err:
-            parity, why = {"passed": False, "error": str(err)}, f"ONNX export failed parity: {err}"
+            decision["parity"], why = {"passed": False, "error": str(err)}, f"ONNX export failed parity: {err}"
         else:
-            parity, why = {**parity, "passed": True}, pick["reason"]
+            decision["parity"] = {**parity, "passed": True}
             client.log_metric(run_id, "onnx_parity_max_abs_diff", parity["max_abs_diff"])
-            version = publish(client, name, run_id, staged, pick, run_data, Path(args.data))
-            decision["registered_version"] = str(version.version)
-            if pick["gate_passed"]:
-                client.set_registered_model_alias(name, ALIAS, version.version)
-                replace_dir(staged, out)
-                decision["promoted"] = True
-        decision["parity"] = parity
+            why = register_and_promote(client, all_params.select.min_val_f1, pick, staged, out, run_data,
+                                       Path(args.data), decision)
     champion = current_champion(client, name)
     summary = {**pick, **decision, "reason": why, "champion": None if champion is None
                else {"version": str(champion.version), "model": champion.tags.get("model"),
-                     "run_id": champion.run_id, "model_uri": champion.source}}
+                     "run_id": champion.run_id, "model_uri": f"models:/{name}/{champion.version}"}}
     write_json(Path(args.metrics) / "best.json", summary)
-    write_json(Path(args.metrics) / "export.json", {"parity": parity, "model": pick["model"],
+    write_json(Path(args.metrics) / "export.json", {"parity": decision["parity"], "model": pick["model"],
                                                      "version": decision["registered_version"]})
     if champion is None:
         raise NothingToServeError(f"nothing to serve: {pick['model']} was not promoted ({why}) and '{name}' has no "
-                          f"{ALIAS} yet (see metrics/best.json)")
-    champion_bundle(client, champion, out)
+                                  f"{ALIAS} yet (see metrics/best.json)")
+    champion_bundle(client, champion, name, out)
     log.info("export: %s %s; %s@%s is v%s (%s) → %s", pick["model"],
-             "promoted" if decision["promoted"] else "not promoted", name, ALIAS, champion.version,
-             why, out)
+             "promoted" if decision["promoted"] else "not promoted", name, ALIAS, champion.version, why, out)
+
+
+def register_and_promote(client, min_val_f1: float, pick: dict, staged: Path, out: Path, run_data, data: Path,
+                         decision: dict) -> str:
+    """After parity: register the bundle, then move the alias if the gate, judged again against the champion
+    as it is now (it may have moved since select ran), still passes. Returns the reason."""
+    name = pick["registered_model"]
+    version = publish(client, name, pick["run_id"], staged, pick, run_data, data)
+    decision["registered_version"] = str(version.version)
+    if not pick["gate_passed"]:
+        return pick["reason"]
+    passed, now = gate(pick["val"]["macro_f1"], min_val_f1, current_champion(client, name), pick["data_hash"])
+    if not passed:
+        return now
+    client.set_registered_model_alias(name, ALIAS, version.version)
+    replace_dir(staged, out)
+    decision["promoted"] = True
+    return pick["reason"]
+
+
+def candidate_run(client, run_id: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id).data
+    except MlflowException:
+        raise FileNotFoundError(f"the candidate's MLflow run {run_id} is not in {tracking_uri()}: rerun the "
+                                "train stages against this store (dvc repro -f train)") from None
 
 
 def publish(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path):
-    """Log the bundle as an MLflow Model on the candidate's run and register it (once per run and ONNX file)."""
+    """Log the bundle as an MLflow Model on the candidate's run and register it, once per run and fingerprint
+    (bundle files, pyfunc code, requirements)."""
+    print_ = fingerprint(staged)
     onnx_sha = file_sha256(staged / "model.onnx")
     for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
-        if version.tags.get("onnx_sha256") == onnx_sha:  # a rerun of the same candidate: no second version
-            stamp(staged, version=str(version.version), mlflow_run_id=run_id, model_uri=version.source,
-                  registered_model=name)
+        if version.tags.get("fingerprint") == print_:  # a rerun of the same candidate: no second version
+            stamp(staged, version=str(version.version), mlflow_run_id=run_id, registered_model=name,
+                  model_uri=f"models:/{name}/{version.version}")
             return version
     versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'")]
-    expected = str(max(versions, default=0) + 1)  # the number the registry gives next, stamped into meta.json
+    # The number the registry should give next, stamped into the logged meta.json; a bundle fetched from the
+    # registry is stamped again with the real one (champion_bundle), so a wrong guess never reaches serving.
+    expected = str(max(versions, default=0) + 1)
     stamp(staged, version=expected, mlflow_run_id=run_id, registered_model=name)
     metrics = {k: v for k, v in run_data.metrics.items() if k.startswith(("val_", "test_")) and k.endswith("_final")}
     tags = {"model": pick["model"], "data_hash": pick["data_hash"], "val_macro_f1": str(pick["val"]["macro_f1"]),
-            "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha}
+            "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha, "fingerprint": print_}
     info = log_bundle_model(run_id, staged, json.loads((staged / "meta.json").read_text())["labels"], metrics,
                             data, tags)
     version = register(name, info.model_uri, tags)
-    if str(version.version) != expected:  # someone registered in between: keep meta.json truthful
-        stamp(staged, version=str(version.version))
-    stamp(staged, model_uri=f"models:/{name}/{version.version}")
+    stamp(staged, version=str(version.version), model_uri=f"models:/{name}/{version.version}")
     return version
 
 

@@ -101,7 +101,11 @@ def load_model(model: str, threads: int = 0) -> OnnxPredictor:
     threads = threads or os.cpu_count() or 1
     try:
         if model.startswith("models:/"):
-            from serving.pyfunc import load_predictor  # lazy: pulls in mlflow, which bundle users don't need
+            try:
+                from serving.pyfunc import load_predictor  # lazy: pulls in mlflow, which bundle users don't need
+            except ImportError as err:
+                raise ValueError(f"--model {model} needs MLflow ({err}): pip install 'textclf[train]', or pass "
+                                 "a bundle folder") from None
 
             return OnnxPredictor(load_predictor(model).bundle, intra_op_threads=threads)
         bundle = Path(model)

@@ -1,7 +1,7 @@
 """Stage select: pick the best candidate by validation macro-F1 (never test) and judge it by the gate.
 
 Candidates below the behavioural floors (stage check) are passed over. The choice and the gate's verdict
-go to `metrics/candidate.json`; the alias moves later, in `promote`, and only after the export's parity
+go to `metrics/candidate.json`; the alias moves later, in the export stage, and only after its parity
 check. When no candidate passes the behavioural floors and there is no champion yet, the stage fails, so
 the pipeline stops before export.
 """

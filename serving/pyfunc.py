@@ -32,24 +32,29 @@ def output_frame(labels: Sequence[str], probs: np.ndarray, index: Any = None) ->
     return frame
 
 
-def input_texts(model_input: Any) -> list[str]:
+def input_texts(model_input: Any) -> list[Any]:
     """Texts from a DataFrame's `text` column (or its only column), a Series, a list or one string."""
     if isinstance(model_input, pd.DataFrame):
         if TEXT_COLUMN in model_input.columns:
-            column = model_input[TEXT_COLUMN]
-        elif len(model_input.columns) == 1:
-            column = model_input.iloc[:, 0]
-        else:
-            raise ValueError(f"input needs a '{TEXT_COLUMN}' column; it has {list(model_input.columns)}")
-        values = column.tolist()
-    elif isinstance(model_input, str):
-        values = [model_input]
-    else:
-        values = list(model_input)
-    bad = [i for i, v in enumerate(values) if not isinstance(v, str)]
-    if bad:
-        raise ValueError(f"'{TEXT_COLUMN}' must hold strings; rows {bad[:5]} do not")
-    return values
+            return model_input[TEXT_COLUMN].tolist()
+        if len(model_input.columns) == 1:
+            return model_input.iloc[:, 0].tolist()
+        raise ValueError(f"input needs a '{TEXT_COLUMN}' column; it has {list(model_input.columns)}")
+    return [model_input] if isinstance(model_input, str) else list(model_input)
+
+
+def score_frame(predictor: OnnxPredictor, values: list[Any], index: Any = None) -> pd.DataFrame:
+    """Score the string rows; a missing or non-string text gets a null label and null scores (as batch
+    scoring passes it through), so one bad row never fails a Spark job."""
+    rows = [i for i, v in enumerate(values) if isinstance(v, str)]
+    probs = np.full((len(values), len(predictor.labels)), np.nan)
+    probs[rows] = predictor.probabilities([values[i] for i in rows])
+    frame = output_frame(predictor.labels, np.nan_to_num(probs), index)
+    bad = np.ones(len(values), dtype=bool)
+    bad[rows] = False
+    frame.loc[bad, "label"] = None
+    frame.loc[bad, frame.columns[1:]] = np.nan
+    return frame
 
 
 class BundleModel(mlflow.pyfunc.PythonModel):
@@ -61,9 +66,8 @@ class BundleModel(mlflow.pyfunc.PythonModel):
 
     # pd.DataFrame is a hint MLflow accepts without inferring a schema from it: the logged signature is the schema.
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-        texts = input_texts(model_input)
         index = model_input.index if isinstance(model_input, pd.DataFrame) else None
-        return output_frame(self.predictor.labels, self.predictor.probabilities(texts), index)
+        return score_frame(self.predictor, input_texts(model_input), index)
 
 
 def signature(labels: Sequence[str]):

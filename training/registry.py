@@ -1,6 +1,6 @@
 """The model registry: the promotion gate, the bundle logged as an MLflow Model, and the `champion` alias.
 
-Only `pipelines.promote` moves the alias, and only for a model whose ONNX export passed parity and whose
+Only the export stage moves the alias, and only for a model whose ONNX export passed parity and whose
 validation score passed the gate; everything else leaves the old champion where it was.
 """
 
@@ -18,13 +18,20 @@ EXAMPLE_TEXTS = ("这本书很好看", "质量太差了，不会再买", "宝宝
 
 
 def current_champion(client, name: str):
-    """The model version behind `name@champion`, or None when there is no such model or alias."""
+    """The model version behind `name@champion`, or None when there is no such model or alias.
+
+    Any other failure (a timeout, a 5xx) is an error, never "no champion": that would let the gate wave a
+    worse model through."""
     from mlflow.exceptions import MlflowException
+
+    from training.tracking import TrackingError
 
     try:
         return client.get_model_version_by_alias(name, ALIAS)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise TrackingError(f"cannot read {name}@{ALIAS} from the registry: {err.message}") from None
 
 
 def gate(val_f1: float, min_val_f1: float, champion, digest: str) -> tuple[bool, str]:
@@ -51,6 +58,21 @@ def serve_requirements() -> list[str]:
         if not marker.strip() or (extra and extra.group(1) == "serve"):
             requirements.append(spec.strip())
     return list(dict.fromkeys(requirements))
+
+
+def fingerprint(bundle: Path) -> str:
+    """What a logged model is made of: the bundle files, the pyfunc's code and its requirements. A rerun with
+    the same fingerprint reuses its registered version; any change logs a new one."""
+    import hashlib
+
+    from serving import pyfunc
+
+    digest = hashlib.sha256()
+    parts = [bundle / "model.onnx", bundle / "tokenizer.json", *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]
+    for path in parts:
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update("\n".join(serve_requirements()).encode())
+    return digest.hexdigest()[:16]
 
 
 def log_bundle_model(run_id: str, bundle: Path, labels: list[str], metrics: dict[str, float],

@@ -13,7 +13,7 @@ import yaml
 from pipelines.params import parse_params
 from tests.conftest import REPO, make_texts, tiny_params
 
-COPIED = ("pipelines", "training", "serving", "checks", "dvc.yaml", ".gitignore")
+COPIED = ("pipelines", "training", "serving", "checks", "dvc.yaml", ".gitignore", ".dvcignore")
 
 
 def env(tmp: Path, **extra: str) -> dict[str, str]:

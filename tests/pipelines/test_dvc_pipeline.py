@@ -218,6 +218,21 @@ def test_worse_model_does_not_take_champion(project):
         json.loads(bundle_before)["version"]
 
 
+def test_the_champion_bundle_comes_back_from_the_registry(project):
+    """With no bundle on disk (a fresh clone, another machine) and a candidate that is not promoted, export
+    fetches the champion's bundle from its MLflow Model."""
+    from training.tokenizer import file_sha256
+
+    c = client(project)
+    champion = c.get_model_version_by_alias("textclf", "champion")
+    shutil.rmtree(project / "artifacts/bundle")
+    sh(project, "dvc", "repro", "-f", "export")  # min_val_f1 is still 1.0: nothing can be promoted
+    assert json.loads((project / "metrics/best.json").read_text())["promoted"] is False
+    assert file_sha256(project / "artifacts/bundle/model.onnx") == champion.tags["onnx_sha256"]
+    meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
+    assert (meta["version"], meta["model_uri"]) == (str(champion.version), f"models:/textclf/{champion.version}")
+
+
 def test_failed_parity_keeps_the_champion(project):
     """A candidate that passes the gate but fails ONNX parity is never registered and never champion."""
     c = client(project)
@@ -229,16 +244,18 @@ def test_failed_parity_keeps_the_champion(project):
     params["select"]["min_val_f1"] = 0.0
     params["export"]["parity_atol"] = 1e-12  # no export meets it
     write_params(project, params)
-    sh(project, "dvc", "repro")
-    best = json.loads((project / "metrics/best.json").read_text())
-    assert best["gate_passed"] is True and best["promoted"] is False and best["parity"]["passed"] is False
-    assert "failed parity" in best["reason"] and best["registered_version"] is None
-    assert c.get_model_version_by_alias("textclf", "champion").version == champion.version
-    assert len(c.search_model_versions("name = 'textclf'")) == versions
-    assert (project / "artifacts/bundle/meta.json").read_text() == bundle_before
-    c.set_model_version_tag("textclf", champion.version, "val_macro_f1", champion.tags["val_macro_f1"])
-    params["export"]["parity_atol"] = 1e-5
-    write_params(project, params)
+    try:
+        sh(project, "dvc", "repro")
+        best = json.loads((project / "metrics/best.json").read_text())
+        assert best["gate_passed"] is True and best["promoted"] is False and best["parity"]["passed"] is False
+        assert "failed parity" in best["reason"] and best["registered_version"] is None
+        assert c.get_model_version_by_alias("textclf", "champion").version == champion.version
+        assert len(c.search_model_versions("name = 'textclf'")) == versions
+        assert (project / "artifacts/bundle/meta.json").read_text() == bundle_before
+    finally:  # the later tests share this project
+        c.set_model_version_tag("textclf", champion.version, "val_macro_f1", champion.tags["val_macro_f1"])
+        params["export"]["parity_atol"] = 1e-5
+        write_params(project, params)
 
 
 def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path):

@@ -277,3 +277,14 @@ def test_a_registry_without_champion_is_named(registry: str, tmp_path: Path):
                                                        "MLFLOW_TRACKING_URI": registry})
     assert done.returncode == 2 and "'reviews'" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_pyfunc_passes_bad_rows_through_as_nulls(predictor):
+    """The MLflow Model (Spark, `mlflow models serve`) treats a missing or non-string text as batch scoring
+    does: a null label and null scores for that row, the others scored as usual."""
+    from serving.pyfunc import score_frame
+
+    frame = score_frame(predictor, [TEXTS[0], None, 3, TEXTS[1]], pd.RangeIndex(4))
+    assert frame["label"].isna().tolist() == [False, True, True, False]
+    assert frame[SCORES].iloc[[1, 2]].isna().all().all()
+    assert np.abs(frame[SCORES].iloc[[0, 3]].to_numpy() - predictor.probabilities([TEXTS[0], TEXTS[1]])).max() <= 1e-6
