@@ -92,3 +92,20 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         split.to_parquet(out / f"{name}.parquet", index=False)
     train_tokenizer(splits["train"]["text"], 300, 1, 32).save(str(out / "tokenizer.json"))
     return out
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny but real serving bundle, shared by the serving and batch-scoring tests."""
+    from tests.serving.tiny_bundle import make_tiny_bundle
+
+    path = tmp_path_factory.mktemp("bundle")
+    make_tiny_bundle(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def predictor(bundle: Path):
+    from serving.predictor import OnnxPredictor
+
+    return OnnxPredictor(bundle)

@@ -16,7 +16,7 @@ import pytest
 
 from pipelines.predict import predict_file
 from tests.conftest import REPO
-from tests.serving.tiny_bundle import TINY_LABELS, make_tiny_bundle
+from tests.serving.tiny_bundle import TINY_LABELS
 
 SCORES = [f"score_{label}" for label in TINY_LABELS]
 ADDED = ["label", *SCORES]
@@ -25,20 +25,6 @@ TEXTS = [
     "terrible quality, broke after a day", "it is ok", "服务态度非常好 very good service", "屏幕有点暗", "多行\n文本",
 ]
 SUFFIX = {"csv": ".csv", "tsv": ".tsv", "jsonl": ".jsonl", "parquet": ".parquet"}
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bundle")
-    make_tiny_bundle(path)
-    return path
-
-
-@pytest.fixture(scope="session")
-def predictor(bundle: Path):
-    from serving.predictor import OnnxPredictor
-
-    return OnnxPredictor(bundle)
 
 
 def cli(*args: str | Path) -> subprocess.CompletedProcess:

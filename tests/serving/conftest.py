@@ -13,24 +13,10 @@ from tests.servers import Server, start_server
 
 
 @pytest.fixture(scope="session")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("bundle")
-    make_tiny_bundle(path)
-    return path
-
-
-@pytest.fixture(scope="session")
 def torch_model(tmp_path_factory: pytest.TempPathFactory):
     """The torch module behind a second, identical bundle (the export is deterministic given the seed)."""
     path = tmp_path_factory.mktemp("bundle_torch")
     return make_tiny_bundle(path), path
-
-
-@pytest.fixture(scope="session")
-def predictor(bundle: Path):
-    from serving.predictor import OnnxPredictor
-
-    return OnnxPredictor(bundle)
 
 
 @pytest.fixture(scope="session")
