@@ -32,7 +32,7 @@ from training.checks import load_checklist
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
 from training.evaluation import load_classifier, predict_proba, score
-from training.fit import fit_classifier
+from training.fit import fit_model
 from training.tracking import dataset_name
 from training.transfer import load_lm_bundle
 
@@ -93,12 +93,13 @@ def main() -> None:
     arm = results.setdefault("arms", {})[args.name] = {"overrides": args.overrides, "runs": []}
     for seed in args.seeds:
         tp = params.train.trainer.model_copy(update={"seed": seed})
-        data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, seed)
+        data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, tp.bucket_batches, False, seed,
+                              tp.sentence_views)
         checklist = load_checklist(path, dataset_name(params.data.source), data.labels) if path else None
         models, row = {}, {"seed": seed}
         with tempfile.TemporaryDirectory() as tmp:
             for name in args.models:
-                fit = fit_classifier(name, params.train.model(name).model_dump(), tp, data, Path(tmp) / name,
+                fit = fit_model(name, params.train.model(name).model_dump(), tp, data, Path(tmp) / name,
                                      progress_bar=False, lm_bundle=lm)
                 models[name] = load_classifier(fit.best_checkpoint).model
         if len(models) > 1:
@@ -107,7 +108,8 @@ def main() -> None:
             probs = {s: predict_proba(model, data, s) for s in ("val", "test")}
             checks = check_model(checklist, torch_predictor(model, tokenizer), data.labels,
                                  params.check.floors.model_dump())
-            row[name] = {**scores_of(probs, data), "checks": checks["pass_rate"], "checks_passed": checks["passed"]}
+            row[name] = {**scores_of(probs, data), "checks": checks["pass_rate"], "checks_passed": checks["passed"],
+                         "failed_cases": [case["id"] for case in checks["failed"]]}
         chosen = max(models, key=lambda m: (row[m]["checks_passed"], row[m]["val"]["macro_f1"]))
         row["selected"] = chosen
         arm["runs"].append(row)

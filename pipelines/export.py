@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pipelines.cli import parser, run, write_json
 from pipelines.params import load_params
+from serving.pyfunc import download_bundle
 from training.export import ExportError, check_parity, export_onnx, write_meta
 from training.registry import ALIAS, current_champion, fingerprint, gate, log_bundle_model, register
 from training.tokenizer import encode, file_sha256
@@ -74,17 +75,9 @@ def champion_bundle(client, champion, name: str, out: Path) -> None:
             and json.loads(meta.read_text(encoding="utf-8")).get("registered_model") == name
             and champion.tags.get("onnx_sha256") == file_sha256(out / "model.onnx")):
         return
-    import yaml
-    from mlflow.artifacts import download_artifacts
-
     uri = f"models:/{name}/{champion.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        try:
-            folder = Path(download_artifacts(uri, dst_path=tmp))
-            flavor = yaml.safe_load((folder / "MLmodel").read_text())["flavors"]["python_function"]
-            bundle = folder / flavor["artifacts"]["bundle"]["path"]
-        except Exception as err:  # a version registered before the champion was an MLflow Model, or a bad store
-            raise FileNotFoundError(f"cannot fetch the bundle of {uri} ({champion.source}): {err}") from None
+        bundle = download_bundle(uri, tmp)  # a version registered before the champion was an MLflow Model fails
         stamp(bundle, version=str(champion.version), model_uri=uri, registered_model=name)
         replace_dir(bundle, out)
 

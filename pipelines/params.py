@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-MODEL_NAMES = ("textrnn", "rcnn", "bilstm")
+MODEL_NAMES = ("textrnn", "rcnn", "bilstm", "tfidf")  # tfidf: the n-gram baseline, fitted by scikit-learn
 CANDIDATES = (*MODEL_NAMES, "ensemble")  # what select chooses from: each model and their averaged probabilities
 DEFAULT_PARAMS = Path("params.yaml")
 
@@ -93,6 +93,8 @@ class TrainerParams(Strict):
         0, ge=0, description="gradual unfreezing: LM-initialised layers stay frozen for this many epochs")
     ngram_lr_scale: float = Field(40.0, gt=0, description="learning-rate factor for the n-gram path's weights")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
+    sentence_views: int = Field(
+        0, ge=0, description="extra train rows: this many sentences of each multi-sentence text, with its label")
     swa_epoch_start: float = Field(
         0, ge=0, description="stochastic weight averaging from this epoch (int) or fraction of epochs; 0: off")
     swa_lr: float = Field(1e-3, gt=0, description="the learning rate SWA anneals to and holds")
@@ -109,7 +111,12 @@ class NgramParams(Strict):
     ngram_order: int = Field(3, ge=1, le=4)
 
 
-class TextRNNParams(NgramParams):
+class RecurrentParams(NgramParams):
+    recurrent_max_len: int = Field(
+        128, ge=0, description="the recurrent encoder reads a text's first N tokens, the n-gram path all; 0: all")
+
+
+class TextRNNParams(RecurrentParams):
     cell: Cell = "lstm"
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
@@ -119,7 +126,7 @@ class TextRNNParams(NgramParams):
     fc_hidden: int = Field(128, ge=1)
 
 
-class RCNNParams(NgramParams):
+class RCNNParams(RecurrentParams):
     cell: Cell = "lstm"
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
@@ -128,7 +135,7 @@ class RCNNParams(NgramParams):
     projection_size: int = Field(128, ge=1)
 
 
-class BiLSTMParams(NgramParams):
+class BiLSTMParams(RecurrentParams):
     embedding_dim: int = Field(128, ge=1)
     hidden_size: int = Field(128, ge=1)
     num_layers: int = Field(1, ge=1)
@@ -136,7 +143,26 @@ class BiLSTMParams(NgramParams):
     attention_size: int = Field(128, ge=1)
 
 
-ModelParams = TextRNNParams | RCNNParams | BiLSTMParams
+class TfidfParams(NgramParams):
+    """TF-IDF n-gram logistic regression (training/tfidf.py); C is chosen on validation from c_grid."""
+
+    ngram_buckets: int = Field(262_144, ge=1, description="hash buckets for 2..ngram_order-grams")
+    c_grid: list[float] = Field([1.0, 3.0, 10.0, 30.0], min_length=1, description="inverse regularisation strengths")
+    min_df: int = Field(2, ge=1, description="n-grams in fewer train texts are left out")
+
+    @field_validator("c_grid")
+    @classmethod
+    def _positive(cls, grid: list[float]) -> list[float]:
+        if any(c <= 0 for c in grid):
+            raise ValueError(f"every C must be positive, got {grid}")
+        return grid
+
+    def build_args(self) -> dict[str, int]:
+        """What the model is built from; c_grid and min_df only steer the fit."""
+        return {"ngram_buckets": self.ngram_buckets, "ngram_order": self.ngram_order}
+
+
+ModelParams = TextRNNParams | RCNNParams | BiLSTMParams | TfidfParams
 
 
 class TrainParams(Strict):
@@ -144,6 +170,7 @@ class TrainParams(Strict):
     textrnn: TextRNNParams = TextRNNParams()
     rcnn: RCNNParams = RCNNParams()
     bilstm: BiLSTMParams = BiLSTMParams()
+    tfidf: TfidfParams = TfidfParams()
 
     def model(self, name: str) -> ModelParams:
         if name not in MODEL_NAMES:

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.cli import run
-from serving.predictor import BundleError, OnnxPredictor
+from serving.predictor import BundleError, OnnxPredictor, score_rows
 
 log = logging.getLogger("textclf.predict")
 
@@ -107,7 +107,7 @@ def load_model(model: str, threads: int = 0) -> OnnxPredictor:
                 raise ValueError(f"--model {model} needs MLflow ({err}): pip install 'textclf[train]', or pass "
                                  "a bundle folder") from None
 
-            return OnnxPredictor(load_predictor(model).bundle, intra_op_threads=threads)
+            return load_predictor(model, intra_op_threads=threads)
         bundle = Path(model)
         if not bundle.is_dir():
             raise FileNotFoundError(f"model bundle {bundle} not found: run `dvc repro` to export it, or pass "
@@ -322,16 +322,10 @@ def open_writer(path: Path, fmt: str, reader: Any, added: list[str]) -> CsvWrite
 
 def score_texts(predictor: Scorer, texts: Sequence[Any]) -> tuple[list[str], np.ndarray, list[int]]:
     """Labels, float32 scores [n, n_labels] and the indices of texts that could not be scored (label "", NaN)."""
-    scores = np.full((len(texts), len(predictor.labels)), np.nan, dtype=np.float32)
-    labels = [""] * len(texts)
-    good = [i for i, text in enumerate(texts) if isinstance(text, str)]
-    if good:
-        probs = predictor.probabilities([texts[i] for i in good])
-        scores[good] = probs
-        for i, best in zip(good, probs.argmax(axis=1).tolist(), strict=True):
-            labels[i] = predictor.labels[best]
-    bad = [i for i, text in enumerate(texts) if not isinstance(text, str)]
-    return labels, scores, bad
+    scores, bad = score_rows(predictor, texts)
+    best = np.nan_to_num(scores, nan=-1.0).argmax(axis=1)
+    labels = ["" if miss else predictor.labels[k] for k, miss in zip(best.tolist(), bad.tolist(), strict=True)]
+    return labels, scores, np.flatnonzero(bad).tolist()
 
 
 @dataclass

@@ -10,7 +10,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from pipelines.cli import parser, run, write_json
 from pipelines.params import MODEL_NAMES, Params, load_params
 from training.datamodule import TextDataModule
-from training.fit import fit_classifier, write_curves
+from training.fit import fit_model, write_curves
 from training.tracking import (
     check_reachable,
     ensure_experiment,
@@ -53,18 +53,22 @@ def main() -> None:
     params = all_params.train
     tp, model_params = params.trainer, params.model(args.model)
     data = TextDataModule(args.data, Path(args.data) / "tokenizer.json", tp.batch_size,
-                          tp.bucket_batches, tp.pad_to_max_len, tp.seed)
+                          tp.bucket_batches, tp.pad_to_max_len, tp.seed, tp.sentence_views)
     out = Path(args.out) / args.model
     logger = mlflow_logger(args.model, all_params, Path(args.data))
     lm_bundle = None
-    if tp.init_from_lm:
+    if args.model == "tfidf":
+        pass  # a linear model over n-gram counts: nothing for a language model to initialise
+    elif tp.init_from_lm:
         if all_params.pretrain.enabled:
             lm_bundle = load_lm_bundle(Path(args.lm) / "lm.pt")
         else:
             log.info("train: pretrain.enabled is false, so no language model: training from scratch")
     logger.log_hyperparams({"initialised_from_lm": lm_bundle is not None})
-    result = fit_classifier(args.model, model_params.model_dump(), tp, data, out, loggers=[logger],
-                            lm_bundle=lm_bundle)
+    result = fit_model(args.model, model_params.model_dump(), tp, data, out, loggers=[logger], lm_bundle=lm_bundle)
+    if result.trainer is None:  # scikit-learn fitted it: no Lightning loop logged its validation scores
+        logger.log_metrics({k: v for k, v in result.history[-1].items() if k != "epoch"}, step=0)
+        logger.log_hyperparams({f"fit.{k}": v for k, v in result.details.items()})
     if result.trainer is not None and result.trainer.global_rank != 0:
         return
     curves = Path(args.metrics) / "curves" / f"{args.model}.csv"

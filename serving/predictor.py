@@ -161,3 +161,15 @@ class OnnxPredictor:
             {"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
             for k, row in zip(best.tolist(), rows, strict=True)
         ]
+
+
+def score_rows(predictor: Any, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities [n, labels], NaN rows for bad values; mask of the rows that are not strings).
+
+    Only string rows are scored: a missing or non-string text is passed through, never fails the batch."""
+    bad = np.array([not isinstance(v, str) for v in values], dtype=bool)
+    probs = np.full((len(values), len(predictor.labels)), np.nan, dtype=np.float32)
+    good = np.flatnonzero(~bad)
+    if len(good):
+        probs[good] = predictor.probabilities([values[i] for i in good])
+    return probs, bad

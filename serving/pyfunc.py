@@ -8,13 +8,14 @@ MLflow is installed (the registry, batch scoring, Spark); the BentoML service ne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
-from serving.predictor import OnnxPredictor
+from serving.predictor import OnnxPredictor, score_rows
 
 TEXT_COLUMN = "text"
 BUNDLE_ARTIFACT = "bundle"  # key of the bundle folder in the model's artifacts
@@ -46,12 +47,8 @@ def input_texts(model_input: Any) -> list[Any]:
 def score_frame(predictor: OnnxPredictor, values: list[Any], index: Any = None) -> pd.DataFrame:
     """Score the string rows; a missing or non-string text gets a null label and null scores (as batch
     scoring passes it through), so one bad row never fails a Spark job."""
-    rows = [i for i, v in enumerate(values) if isinstance(v, str)]
-    probs = np.full((len(values), len(predictor.labels)), np.nan)
-    probs[rows] = predictor.probabilities([values[i] for i in rows])
+    probs, bad = score_rows(predictor, values)
     frame = output_frame(predictor.labels, np.nan_to_num(probs), index)
-    bad = np.ones(len(values), dtype=bool)
-    bad[rows] = False
     frame.loc[bad, "label"] = None
     frame.loc[bad, frame.columns[1:]] = np.nan
     return frame
@@ -79,14 +76,23 @@ def signature(labels: Sequence[str]):
     return ModelSignature(inputs=Schema([ColSpec("string", TEXT_COLUMN)]), outputs=Schema(outputs))
 
 
-def load_predictor(uri: str) -> OnnxPredictor:
-    """The `OnnxPredictor` inside a registered pyfunc model, e.g. `models:/textclf@champion`."""
-    from mlflow.exceptions import MlflowException
+def download_bundle(uri: str, dst: str | None = None) -> Path:
+    """The bundle folder inside a registered pyfunc model (`models:/textclf@champion`, `models:/textclf/3`),
+    downloaded without loading it: no onnxruntime session is opened."""
+    import yaml
+    from mlflow.artifacts import download_artifacts
 
     try:
-        model = mlflow.pyfunc.load_model(uri)
-    except MlflowException as err:
+        folder = Path(download_artifacts(uri, dst_path=dst))
+        flavor = yaml.safe_load((folder / "MLmodel").read_text(encoding="utf-8"))["flavors"]["python_function"]
+        return folder / flavor["artifacts"][BUNDLE_ARTIFACT]["path"]
+    except Exception as err:  # MlflowException for an unknown name or alias; KeyError for a model of another kind
         name = uri.removeprefix("models:/").split("@")[0].split("/")[0]
-        raise FileNotFoundError(f"cannot load {uri}: {err.message.splitlines()[0]} (registered model '{name}'; "
-                                "run `dvc repro` until a model passes the promotion gate)") from None
-    return model.unwrap_python_model().predictor
+        first = str(getattr(err, "message", err)).splitlines()[0] if str(err) else type(err).__name__
+        raise FileNotFoundError(f"cannot load {uri}: {first} (registered model '{name}'; run `dvc repro` until "
+                                "a model passes the promotion gate)") from None
+
+
+def load_predictor(uri: str, intra_op_threads: int = 1) -> OnnxPredictor:
+    """An `OnnxPredictor` on the bundle of a registered pyfunc model, e.g. `models:/textclf@champion`."""
+    return OnnxPredictor(download_bundle(uri), intra_op_threads=intra_op_threads)

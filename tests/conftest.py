@@ -47,6 +47,7 @@ TINY_TRAIN = {
     "textrnn": {"embedding_dim": 16, "hidden_size": 16, "fc_hidden": 16},
     "rcnn": {"embedding_dim": 16, "hidden_size": 16, "projection_size": 16},
     "bilstm": {"embedding_dim": 16, "hidden_size": 16, "attention_size": 16},
+    "tfidf": {"ngram_buckets": 4096},
 }
 
 

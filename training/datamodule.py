@@ -12,6 +12,7 @@ from lightning import LightningDataModule
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Sampler
 
+from training import augment
 from training.tokenizer import PAD_ID, encode
 
 SPLITS = ("train", "val", "test")
@@ -99,7 +100,7 @@ def read_labels(train: pd.DataFrame) -> list[str]:
 class TextDataModule(LightningDataModule):
     def __init__(
         self, data_dir: str | Path, tokenizer_path: str | Path, batch_size: int = 64,
-        bucket_batches: int = 50, pad_to_max_len: bool = False, seed: int = 0,
+        bucket_batches: int = 50, pad_to_max_len: bool = False, seed: int = 0, sentence_views: int = 0,
     ) -> None:
         super().__init__()
         self.data_dir, self.tokenizer_path = Path(data_dir), Path(tokenizer_path)
@@ -115,6 +116,10 @@ class TextDataModule(LightningDataModule):
             s: EncodedSplit(encode(self.tokenizer, f["text"].tolist()), [index[x] for x in f["label"]])
             for s, f in frames.items()
         }
+        if sentence_views:  # extra train rows only: val and test stay the texts as written
+            train = self.datasets["train"]
+            texts, labels = augment.sentence_views(frames["train"]["text"].tolist(), train.labels, sentence_views, seed)
+            self.datasets["train"] = EncodedSplit(train.ids + encode(self.tokenizer, texts), train.labels + labels)
 
     @property
     def vocab_size(self) -> int:

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import (
 
 from training.datamodule import TextDataModule
 from training.module import TextClassifier
+from training.tfidf import fit_tfidf_lr
 from training.tokenizer import file_sha256
 
 log = logging.getLogger("textclf.fit")
@@ -61,6 +62,7 @@ class FitResult:
     history: list[dict[str, float]]
     epoch_seconds: list[float] = field(default_factory=list)
     trainer: L.Trainer | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # what a fit chose beyond params (tfidf: C)
 
 
 class FreezePretrained(Callback):
@@ -149,6 +151,39 @@ def fit_classifier(
     if tp.swa_epoch_start:
         best = keep_better_average(trainer, module, data, Path(checkpoint.best_model_path), best)
     return FitResult(Path(checkpoint.best_model_path), best, history.rows, timer.seconds, trainer)
+
+
+def fit_tfidf(config: dict[str, Any], trainer_params: Any, data: TextDataModule,
+              checkpoint_dir: Path) -> FitResult:
+    """The TF-IDF n-gram logistic regression, fitted by scikit-learn and saved as a checkpoint like the others.
+
+    config is train.tfidf's section: ngram_buckets and ngram_order build the model, c_grid and min_df steer
+    the fit. The checkpoint is a Lightning one, so evaluate, check, the ensemble and export load it as usual.
+    """
+    build = {k: config[k] for k in ("ngram_buckets", "ngram_order")}
+    module = TextClassifier("tfidf", build, data.vocab_size, data.labels)
+    start = time.perf_counter()
+    splits = {s: (data.datasets[s].ids, data.datasets[s].labels) for s in ("train", "val")}
+    result = fit_tfidf_lr(module.model, splits["train"], splits["val"], config["c_grid"], config["min_df"])
+    seconds = time.perf_counter() - start
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    path = checkpoint_dir / "best.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "pytorch-lightning_version": L.__version__, "epoch": 0, "global_step": 0,
+                "tfidf": {"C": result.c, "grid": result.grid, "features": result.features}}, path)
+    log.info("tfidf: C=%g, %d n-gram features, val macro-F1 %.4f", result.c, result.features, result.val_macro_f1)
+    row = {"epoch": 0, "val_acc": round(result.val_accuracy, 6), "val_macro_f1": round(result.val_macro_f1, 6)}
+    details = {"C": result.c, "features": result.features,
+               **{f"val_macro_f1_at_C_{c:g}": round(f1, 6) for c, f1 in result.grid.items()}}
+    return FitResult(path, result.val_macro_f1, [row], [seconds], details=details)
+
+
+def fit_model(name: str, config: dict[str, Any], trainer_params: Any, data: TextDataModule, checkpoint_dir: Path,
+              loggers: list | bool = False, progress_bar: bool = True, lm_bundle: dict | None = None) -> FitResult:
+    """Any model by name: tfidf by scikit-learn (no language model), the recurrent ones by Lightning."""
+    if name == "tfidf":
+        return fit_tfidf(config, trainer_params, data, checkpoint_dir)
+    return fit_classifier(name, config, trainer_params, data, checkpoint_dir, loggers, progress_bar, lm_bundle)
 
 
 def keep_better_average(trainer: L.Trainer, module: TextClassifier, data: TextDataModule, path: Path,

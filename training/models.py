@@ -7,6 +7,7 @@ from torch import nn
 
 from training.encoder import MaskedRNN
 from training.ngrams import NgramLogits
+from training.tfidf import TfidfLR
 
 PAD_ID = 0
 
@@ -17,17 +18,26 @@ def lengths_of(input_ids: torch.Tensor) -> torch.Tensor:
 
 
 class Classifier(nn.Module):
-    """Recurrent logits (`deep_logits`), plus the linear n-gram path's when `ngram_buckets` > 0."""
+    """Recurrent logits (`deep_logits`), plus the linear n-gram path's when `ngram_buckets` > 0.
 
-    def __init__(self, vocab_size: int, num_classes: int, ngram_buckets: int, ngram_order: int) -> None:
+    The recurrent part reads a text's first `recurrent_max_len` tokens (0: all); the n-gram path reads all of
+    them. Long reviews often state their verdict at the end, which the cheap linear path still sees, while
+    the recurrent part's cost stays bounded.
+    """
+
+    def __init__(self, vocab_size: int, num_classes: int, ngram_buckets: int, ngram_order: int,
+                 recurrent_max_len: int = 0) -> None:
         super().__init__()
         self.ngrams = NgramLogits(vocab_size, num_classes, ngram_buckets, ngram_order) if ngram_buckets else None
+        self.recurrent_max_len = recurrent_max_len
 
     def deep_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        logits = self.deep_logits(input_ids)
+        # A constant slice bound keeps the sequence axis dynamic in the ONNX graph; right padding makes it exact.
+        head = input_ids[:, : self.recurrent_max_len] if self.recurrent_max_len else input_ids
+        logits = self.deep_logits(head)
         return logits if self.ngrams is None else logits + self.ngrams(input_ids)
 
 
@@ -38,8 +48,9 @@ class TextRNN(Classifier):
         self, vocab_size: int, num_classes: int, cell: str = "gru", embedding_dim: int = 128,
         hidden_size: int = 128, num_layers: int = 1, bidirectional: bool = True,
         dropout: float = 0.3, fc_hidden: int = 128, ngram_buckets: int = 0, ngram_order: int = 3,
+        recurrent_max_len: int = 0,
     ) -> None:
-        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order)
+        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order, recurrent_max_len)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Sequential(
@@ -59,9 +70,9 @@ class RCNN(Classifier):
     def __init__(
         self, vocab_size: int, num_classes: int, cell: str = "lstm", embedding_dim: int = 128,
         hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.3, projection_size: int = 128,
-        ngram_buckets: int = 0, ngram_order: int = 3,
+        ngram_buckets: int = 0, ngram_order: int = 3, recurrent_max_len: int = 0,
     ) -> None:
-        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order)
+        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order, recurrent_max_len)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, True, dropout)
         self.projection = nn.Linear(self.encoder.output_size + embedding_dim, projection_size)
@@ -84,9 +95,9 @@ class BiLSTM(Classifier):
     def __init__(
         self, vocab_size: int, num_classes: int, embedding_dim: int = 128, hidden_size: int = 128,
         num_layers: int = 1, dropout: float = 0.3, attention_size: int = 128, ngram_buckets: int = 0,
-        ngram_order: int = 3,
+        ngram_order: int = 3, recurrent_max_len: int = 0,
     ) -> None:
-        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order)
+        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order, recurrent_max_len)
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
         self.encoder = MaskedRNN("lstm", embedding_dim, hidden_size, num_layers, True, dropout)
         self.attention = nn.Sequential(
@@ -104,7 +115,8 @@ class BiLSTM(Classifier):
         return self.classifier(self.dropout((weights * outputs).sum(dim=1)))
 
 
-MODELS: dict[str, type[Classifier]] = {"textrnn": TextRNN, "rcnn": RCNN, "bilstm": BiLSTM}
+# tfidf is not recurrent and not trained by gradient descent: scikit-learn fits it (training/fit.py, fit_tfidf).
+MODELS: dict[str, type[nn.Module]] = {"textrnn": TextRNN, "rcnn": RCNN, "bilstm": BiLSTM, "tfidf": TfidfLR}
 
 
 def build_model(name: str, vocab_size: int, num_classes: int, **config: object) -> nn.Module:

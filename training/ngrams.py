@@ -30,18 +30,7 @@ class NgramLogits(nn.Module):
         nn.init.zeros_(self.weight.weight)  # starts as the recurrent model alone
 
     def ngram_ids(self, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """(bucket ids [batch, seq-n+1], validity mask) for each n in 1..order."""
-        valid = input_ids != PAD_ID
-        out = [(input_ids, valid)]
-        for n in range(2, self.order + 1):
-            # Constant slice bounds (not size arithmetic) keep the sequence axis dynamic in the ONNX graph.
-            h = input_ids[:, : 1 - n]
-            for k in range(1, n):
-                end = k - n + 1
-                h = (h * _MULTIPLIER + input_ids[:, k : end if end else None] + n) % self.buckets
-            # Right-padded input: an n-gram is all real tokens exactly when its last token is.
-            out.append((h + self.vocab_size, valid[:, n - 1 :]))
-        return out
+        return ngram_ids(input_ids, self.vocab_size, self.buckets, self.order)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         total, count = None, None
@@ -51,3 +40,22 @@ class NgramLogits(nn.Module):
             total = part if total is None else total + part
             count = n if count is None else count + n
         return total / count.clamp(min=1).to(total.dtype)
+
+
+def ngram_ids(input_ids: torch.Tensor, vocab_size: int, buckets: int,
+              order: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(row ids [batch, seq-n+1], validity mask) for each n in 1..order.
+
+    Unigrams are their token ids (rows 0..vocab_size-1); longer n-grams hash into the next `buckets` rows.
+    """
+    valid = input_ids != PAD_ID
+    out = [(input_ids, valid)]
+    for n in range(2, order + 1):
+        # Constant slice bounds (not size arithmetic) keep the sequence axis dynamic in the ONNX graph.
+        h = input_ids[:, : 1 - n]
+        for k in range(1, n):
+            end = k - n + 1
+            h = (h * _MULTIPLIER + input_ids[:, k : end if end else None] + n) % buckets
+        # Right-padded input: an n-gram is all real tokens exactly when its last token is.
+        out.append((h + vocab_size, valid[:, n - 1 :]))
+    return out

@@ -23,8 +23,9 @@ from tests.pipelines.project import env, make_project, read_params, sh, write_pa
 from tests.servers import VENV_BIN, Server, free_port
 
 pytestmark = pytest.mark.slow
-CANDIDATES = ("textrnn", "rcnn", "bilstm", "ensemble")
-ALL_STAGES = {"ingest", "preprocess", "pretrain", "train@textrnn", "train@rcnn", "train@bilstm", "ensemble",
+MODELS = ("textrnn", "rcnn", "bilstm", "tfidf")
+CANDIDATES = (*MODELS, "ensemble")
+ALL_STAGES = {"ingest", "preprocess", "pretrain", *(f"train@{m}" for m in MODELS), "ensemble",
               *(f"{stage}@{c}" for stage in ("evaluate", "check") for c in CANDIDATES), "select", "export", "package"}
 
 
@@ -63,7 +64,7 @@ TEXTS = ["好 喜欢 great", "差 失望 bad", "推荐", "  "]
 def test_full_repro_writes_every_output(project):
     for path in ("data/processed/report.json", "metrics/best.json", "metrics/export.json",
                  "artifacts/bundle/model.onnx", "artifacts/bundle/tokenizer.json", "artifacts/bundle/meta.json",
-                 "artifacts/bento_model.json", *(f"metrics/{m}.json" for m in ("textrnn", "rcnn", "bilstm"))):
+                 "artifacts/bento_model.json", *(f"metrics/{m}.json" for m in MODELS)):
         assert (project / path).is_file(), path
     best = json.loads((project / "metrics/best.json").read_text())
     assert best["promoted"] is True and best["champion"]["version"] == "1"
@@ -137,7 +138,7 @@ def test_mlflow_ui_shows_runs_datasets_and_the_logged_model(project):
         assert set(inputs) == {"train", "val", "test"}, run.data.tags["model"]
         digest = {d.dataset.digest for d in inputs.values()}
         assert digest == {run.data.tags["data_hash"]}
-        if run.data.tags["model"] != "ensemble":
+        if run.data.tags["model"] not in ("ensemble", "tfidf"):  # those two are not trained by gradient descent
             lr = {k for k in run.data.metrics if k.startswith("lr-")}
             assert "lr-AdamW/network" in lr and not any(re.search(r"/pg\d", k) for k in lr), lr
     version = c.get_model_version_by_alias("textclf", "champion")
@@ -156,9 +157,9 @@ def test_metrics_and_plots_cover_all_models(project):
     shown = sh(project, "dvc", "metrics", "show", "--json").stdout
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
-    assert {f"metrics/{m}.json" for m in ("textrnn", "rcnn", "bilstm")} <= set(files)
+    assert {f"metrics/{m}.json" for m in MODELS} <= set(files)
     plots = sh(project, "dvc", "plots", "show", "--json").stdout
-    assert all(name in plots for name in ("val_macro_f1", "confusion_textrnn", "confusion_bilstm"))
+    assert all(name in plots for name in ("val_macro_f1", "confusion_textrnn", "confusion_tfidf"))
 
 
 def test_mlflow_holds_each_training_run(project):
@@ -166,7 +167,7 @@ def test_mlflow_holds_each_training_run(project):
     experiment = c.get_experiment_by_name("textclf-corpus")
     runs = c.search_runs([experiment.experiment_id])
     # Only classifiers here, so select-all → Compare compares like with like; the LMs have their own experiment.
-    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "ensemble", "rcnn", "textrnn"]
+    assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "ensemble", "rcnn", "textrnn", "tfidf"]
     lm_runs = c.search_runs([c.get_experiment_by_name("textclf-corpus-lm").experiment_id])
     assert sorted(r.data.tags["model"] for r in lm_runs) == ["lm-backward", "lm-forward"]
     runs += lm_runs
@@ -174,11 +175,15 @@ def test_mlflow_holds_each_training_run(project):
         if run.data.tags["model"] == "ensemble":
             assert {"test_accuracy_final", "val_macro_f1_final"} <= set(run.data.metrics)
             assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
-                f"checkpoint/{m}.ckpt" for m in ("textrnn", "rcnn", "bilstm")} | {"checkpoint/tokenizer.json"}
+                f"checkpoint/{m}.ckpt" for m in MODELS} | {"checkpoint/tokenizer.json"}
             continue
         if run.data.tags["model"].startswith("lm-"):
             assert "val_ppl" in run.data.metrics and run.data.params["pretrain.bptt"] == "8"
             assert "samples.txt" in {a.path for a in c.list_artifacts(run.info.run_id)}
+            continue
+        if run.data.tags["model"] == "tfidf":  # fitted by scikit-learn: no LM, no epochs; C chosen on val
+            assert run.data.params["initialised_from_lm"] == "False" and float(run.data.params["fit.C"]) > 0
+            assert {"val_macro_f1", "test_accuracy_final"} <= set(run.data.metrics)
             continue
         assert run.data.params["initialised_from_lm"] == "True"
         model = run.data.tags["model"]

@@ -40,3 +40,12 @@ def test_missing_and_malformed_file(tmp_path):
     bad.write_text("data: [unclosed")
     with pytest.raises(ParamsError, match="not valid YAML"):
         load_params(bad)
+
+
+def test_tfidf_c_grid_must_be_positive_and_recurrent_max_len_non_negative():
+    with pytest.raises(ParamsError, match=r"'train\.tfidf\.c_grid'.*positive"):
+        parse_params({"train": {"tfidf": {"c_grid": [1.0, 0.0]}}})
+    with pytest.raises(ParamsError, match=r"'train\.bilstm\.recurrent_max_len'"):
+        parse_params({"train": {"bilstm": {"recurrent_max_len": -1}}})
+    with pytest.raises(ParamsError, match=r"unknown key 'train\.tfidf\.recurrent_max_len'"):
+        parse_params({"train": {"tfidf": {"recurrent_max_len": 64}}})

@@ -20,7 +20,8 @@ def _random_ids(n: int, seed: int = 0) -> list[list[int]]:
 
 
 @pytest.mark.parametrize(("name", "config"), [("textrnn", {"cell": "gru", "num_layers": 2}),
-                                              ("rcnn", {"cell": "lstm"}), ("bilstm", {}), ("textrnn", {"cell": "rnn"})])
+                                              ("rcnn", {"cell": "lstm"}), ("bilstm", {}), ("textrnn", {"cell": "rnn"}),
+                                              ("rcnn", {"recurrent_max_len": 8, "ngram_buckets": 31})])
 def test_parity_over_random_lengths_and_batch_sizes(tmp_path, name, config):
     torch.manual_seed(0)
     model = build_model(name, 100, 3, embedding_dim=16, hidden_size=12, **config).eval()

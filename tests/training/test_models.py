@@ -64,4 +64,19 @@ def test_unknown_model_and_cell_are_refused():
         build_model("cnn", 10, 2)
     with pytest.raises(ValueError, match="cell must be one of"):
         build_model("textrnn", 10, 2, cell="transformer")
-    assert set(MODELS) == {"textrnn", "rcnn", "bilstm"}
+    assert set(MODELS) == {"textrnn", "rcnn", "bilstm", "tfidf"}
+
+
+@pytest.mark.parametrize("name", ["textrnn", "rcnn", "bilstm"])
+def test_recurrent_part_reads_the_first_tokens_and_the_ngram_path_all(name):
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10, 0]])
+    changed = ids.clone()
+    changed[0, 5] = 11  # past the recurrent part's 4 tokens
+    model = _model(name, {"recurrent_max_len": 4})
+    with torch.no_grad():
+        assert torch.equal(model(ids), model(changed))
+        assert torch.allclose(model(ids), model(ids[:, :4]), atol=1e-6)
+    wide = _model(name, {"recurrent_max_len": 4, "ngram_buckets": 31})
+    torch.nn.init.normal_(wide.ngrams.weight.weight)
+    with torch.no_grad():
+        assert not torch.allclose(wide(ids), wide(changed))
