@@ -157,9 +157,6 @@ class TfidfParams(NgramParams):
             raise ValueError(f"every C must be positive, got {grid}")
         return grid
 
-    def build_args(self) -> dict[str, int]:
-        """What the model is built from; c_grid and min_df only steer the fit."""
-        return {"ngram_buckets": self.ngram_buckets, "ngram_order": self.ngram_order}
 
 
 ModelParams = TextRNNParams | RCNNParams | BiLSTMParams | TfidfParams

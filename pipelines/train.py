@@ -57,9 +57,7 @@ def main() -> None:
     out = Path(args.out) / args.model
     logger = mlflow_logger(args.model, all_params, Path(args.data))
     lm_bundle = None
-    if args.model == "tfidf":
-        pass  # a linear model over n-gram counts: nothing for a language model to initialise
-    elif tp.init_from_lm:
+    if tp.init_from_lm and args.model != "tfidf":  # tfidf has no embedding for a language model to initialise
         if all_params.pretrain.enabled:
             lm_bundle = load_lm_bundle(Path(args.lm) / "lm.pt")
         else:

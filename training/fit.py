@@ -153,8 +153,7 @@ def fit_classifier(
     return FitResult(Path(checkpoint.best_model_path), best, history.rows, timer.seconds, trainer)
 
 
-def fit_tfidf(config: dict[str, Any], trainer_params: Any, data: TextDataModule,
-              checkpoint_dir: Path) -> FitResult:
+def fit_tfidf(config: dict[str, Any], data: TextDataModule, checkpoint_dir: Path) -> FitResult:
     """The TF-IDF n-gram logistic regression, fitted by scikit-learn and saved as a checkpoint like the others.
 
     config is train.tfidf's section: ngram_buckets and ngram_order build the model, c_grid and min_df steer
@@ -182,7 +181,7 @@ def fit_model(name: str, config: dict[str, Any], trainer_params: Any, data: Text
               loggers: list | bool = False, progress_bar: bool = True, lm_bundle: dict | None = None) -> FitResult:
     """Any model by name: tfidf by scikit-learn (no language model), the recurrent ones by Lightning."""
     if name == "tfidf":
-        return fit_tfidf(config, trainer_params, data, checkpoint_dir)
+        return fit_tfidf(config, data, checkpoint_dir)
     return fit_classifier(name, config, trainer_params, data, checkpoint_dir, loggers, progress_bar, lm_bundle)
 
 

@@ -29,12 +29,9 @@ class NgramLogits(nn.Module):
         self.weight = nn.Embedding(vocab_size + buckets, num_classes)
         nn.init.zeros_(self.weight.weight)  # starts as the recurrent model alone
 
-    def ngram_ids(self, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        return ngram_ids(input_ids, self.vocab_size, self.buckets, self.order)
-
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         total, count = None, None
-        for ids, mask in self.ngram_ids(input_ids):
+        for ids, mask in ngram_ids(input_ids, self.vocab_size, self.buckets, self.order):
             weights = self.weight(ids) * mask.unsqueeze(-1).to(self.weight.weight.dtype)
             part, n = weights.sum(dim=1), mask.sum(dim=1, keepdim=True)
             total = part if total is None else total + part
