@@ -16,6 +16,7 @@ import statistics
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -80,6 +81,8 @@ def main() -> None:
     p.add_argument("--lm", default="models/lm/lm.pt")
     p.add_argument("--baseline", default="char-lr", choices=["char-lr", "word-svm"],
                    help="char-lr: character 1–3-gram TF-IDF + LR; word-svm: word 1–2-gram TF-IDF + LinearSVC")
+    p.add_argument("--probs", type=Path, help="also save each candidate's val/test probabilities here "
+                   "(<name>-<seed>.npz), to score other ensembles of the same members without retraining")
     args = p.parse_args()
     data_dir = args.data
     params = with_overrides(args.overrides)
@@ -104,12 +107,18 @@ def main() -> None:
                 models[name] = load_classifier(fit.best_checkpoint).model
         if len(models) > 1:
             models["ensemble"] = AveragedProbabilities(list(models.values())).eval()
+        saved = {}
         for name, model in models.items():
             probs = {s: predict_proba(model, data, s) for s in ("val", "test")}
+            saved.update({f"{name}/{s}": p.numpy() for s, p in probs.items()})
             checks = check_model(checklist, torch_predictor(model, tokenizer), data.labels,
                                  params.check.floors.model_dump())
             row[name] = {**scores_of(probs, data), "checks": checks["pass_rate"], "checks_passed": checks["passed"],
                          "failed_cases": [case["id"] for case in checks["failed"]]}
+        if args.probs:
+            args.probs.mkdir(parents=True, exist_ok=True)
+            labels = {f"labels/{s}": np.asarray(data.datasets[s].labels) for s in ("val", "test")}
+            np.savez_compressed(args.probs / f"{args.name}-{seed}.npz", **saved, **labels)
         chosen = max(models, key=lambda m: (row[m]["checks_passed"], row[m]["val"]["macro_f1"]))
         row["selected"] = chosen
         arm["runs"].append(row)

@@ -64,9 +64,10 @@ def main() -> None:
             log.info("train: pretrain.enabled is false, so no language model: training from scratch")
     logger.log_hyperparams({"initialised_from_lm": lm_bundle is not None})
     result = fit_model(args.model, model_params.model_dump(), tp, data, out, loggers=[logger], lm_bundle=lm_bundle)
-    if result.trainer is None:  # scikit-learn fitted it: no Lightning loop logged its validation scores
+    if result.trainer is None:  # scikit-learn fitted it: no Lightning loop logged its scores or ended the run
         logger.log_metrics({k: v for k, v in result.history[-1].items() if k != "epoch"}, step=0)
         logger.log_hyperparams({f"fit.{k}": v for k, v in result.details.items()})
+        logger.finalize("success")
     if result.trainer is not None and result.trainer.global_rank != 0:
         return
     curves = Path(args.metrics) / "curves" / f"{args.model}.csv"

@@ -171,6 +171,8 @@ def test_mlflow_holds_each_training_run(project):
     lm_runs = c.search_runs([c.get_experiment_by_name("textclf-corpus-lm").experiment_id])
     assert sorted(r.data.tags["model"] for r in lm_runs) == ["lm-backward", "lm-forward"]
     runs += lm_runs
+    # A run left RUNNING shows in the UI as still training: every stage must end the run it opened.
+    assert {r.data.tags["model"]: r.info.status for r in runs} == {r.data.tags["model"]: "FINISHED" for r in runs}
     for run in runs:
         if run.data.tags["model"] == "ensemble":
             assert {"test_accuracy_final", "val_macro_f1_final"} <= set(run.data.metrics)
