@@ -53,13 +53,20 @@ class TfidfLR(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         dot, square = None, None
         for ids, mask in self.rows(input_ids):
-            # How often each position's n-gram occurs in its text; dividing by it spreads one distinct n-gram's
-            # term over its occurrences, so sums over positions are sums over distinct n-grams.
-            same = (ids.unsqueeze(2) == ids.unsqueeze(1)) & mask.unsqueeze(1)
-            count = same.to(self.idf.dtype).sum(-1).clamp(min=1.0)
-            value = (1.0 + count.log()) * self.idf[ids]
-            share = value * mask.to(value.dtype) / count
-            part_dot = (share.unsqueeze(-1) * self.weight(ids)).sum(1)
+            # Sorting puts a text's equal n-grams side by side, so each run's length is that n-gram's count
+            # (O(L log L), where comparing every position with every other was O(L²)). Pads become -1, sort
+            # first and are masked out; the sums below do not depend on the order of positions.
+            key, _ = torch.where(mask, ids, torch.full_like(ids, -1)).sort(dim=1)
+            starts = torch.cat([torch.ones_like(key[:, :1], dtype=torch.bool), key[:, 1:] != key[:, :-1]], dim=1)
+            run = starts.long().cumsum(1) - 1
+            ones = torch.ones_like(key, dtype=self.idf.dtype)
+            count = torch.zeros_like(ones).scatter_add(1, run, ones).gather(1, run)
+            rows = key.clamp(min=0)
+            value = (1.0 + count.log()) * self.idf[rows]
+            # Dividing by the count spreads one distinct n-gram's term over its occurrences, so sums over
+            # positions are sums over distinct n-grams.
+            share = value * (key >= 0).to(value.dtype) / count
+            part_dot = (share.unsqueeze(-1) * self.weight(rows)).sum(1)
             part_square = (share * value).sum(1, keepdim=True)
             dot = part_dot if dot is None else dot + part_dot
             square = part_square if square is None else square + part_square
