@@ -1,11 +1,11 @@
 """Every candidate select can choose, by the accuracy protocol: seeds 42, 1, 2; test reported, never used to choose.
 
-Run after `dvc repro pretrain` (uses data/processed, models/lm and params.yaml). For each seed, the three
-models are trained with params.yaml's settings (plus any `--set section.key=value` overrides), then the
-ensemble of the three is scored; each candidate also runs the behavioural checklist. The TF-IDF + logistic
-regression baseline is fitted on the same train split.
-    python -m bench.candidates_bench --name ngram --out bench/results/candidates.json
-    python -m bench.candidates_bench --name no-ngram --set train.rcnn.ngram_buckets=0 ... --models rcnn
+Run after `dvc repro pretrain` (uses data/processed, models/lm and params.yaml). For each seed, the models
+(textrnn, rcnn, bilstm, tfidf unless `--models` says otherwise) are trained with params.yaml's settings (plus
+any `--set section.key=value` overrides), then the ensemble of them is scored; each candidate also runs the
+behavioural checklist. The TF-IDF + logistic regression baseline is fitted on the same train split.
+    python -m bench.candidates_bench --name sentence-views-1 --set train.trainer.sentence_views=1
+    python -m bench.candidates_bench --name no-ngram --set train.rcnn.ngram_buckets=0 --models rcnn
 """
 
 from __future__ import annotations
