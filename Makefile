@@ -42,9 +42,12 @@ bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve
 bench-train: repro
 	$(PY) -m bench.train_bench
 
-# Every candidate select can choose (three models + ensemble), seeds 42, 1, 2, beside TF-IDF + LR.
+# Every candidate select can choose (train.models + ensemble), seeds 42, 1, 2, beside TF-IDF + LR; then all
+# four models, and every subset of them as an ensemble, scored from the saved probabilities.
 bench-candidates: repro
 	$(PY) -m bench.candidates_bench --name defaults
+	$(PY) -m bench.candidates_bench --name all-four --models textrnn rcnn bilstm tfidf --probs bench/results/probs
+	$(PY) -m bench.member_subsets --probs bench/results/probs --arms all-four
 
 bench-ceiling: repro
 	$(PY) -m bench.ceiling

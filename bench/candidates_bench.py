@@ -1,7 +1,7 @@
 """Every candidate select can choose, by the accuracy protocol: seeds 42, 1, 2; test reported, never used to choose.
 
 Run after `dvc repro pretrain` (uses data/processed, models/lm and params.yaml). For each seed, the models
-(textrnn, rcnn, bilstm, tfidf unless `--models` says otherwise) are trained with params.yaml's settings (plus
+(params.yaml's train.models unless `--models` says otherwise) are trained with params.yaml's settings (plus
 any `--set section.key=value` overrides), then the ensemble of them is scored; each candidate also runs the
 behavioural checklist. The TF-IDF + logistic regression baseline is fitted on the same train split.
     python -m bench.candidates_bench --name sentence-views-1 --set train.trainer.sentence_views=1
@@ -27,8 +27,8 @@ from sklearn.svm import LinearSVC
 from tokenizers import Tokenizer
 
 from bench.train_bench import tfidf_baseline
-from pipelines.check import check_model, find_checklist, torch_predictor
 from pipelines.params import MODEL_NAMES, parse_params
+from training.assessment import check_model, find_checklist, torch_predictor
 from training.checks import load_checklist
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
@@ -74,7 +74,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--name", required=True, help="what this arm is called in the results file")
     p.add_argument("--set", nargs="*", default=[], dest="overrides", help="section.key=value overrides")
-    p.add_argument("--models", nargs="+", default=list(MODEL_NAMES), choices=MODEL_NAMES)
+    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, help="default: params.yaml's train.models")
     p.add_argument("--seeds", nargs="+", type=int, default=[42, 1, 2])
     p.add_argument("--out", default="bench/results/candidates.json")
     p.add_argument("--data", default="data/processed", type=Path)
@@ -86,6 +86,7 @@ def main() -> None:
     args = p.parse_args()
     data_dir = args.data
     params = with_overrides(args.overrides)
+    args.models = args.models or list(params.train.models)
     lm = load_lm_bundle(args.lm) if params.pretrain.enabled and params.train.trainer.init_from_lm else None
     tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
     path = find_checklist(params.check.checklist, params.data.source)

@@ -17,7 +17,7 @@ import pandas as pd
 from tokenizers import Tokenizer
 
 from bench.infer_bench import time_per_batch
-from training.ensemble import load_ensemble
+from training.ensemble import AveragedProbabilities
 from training.evaluation import load_classifier
 from training.export import check_parity, export_onnx, pad_batch
 from training.tokenizer import encode
@@ -39,7 +39,7 @@ def main() -> None:
     args = p.parse_args()
     texts = pd.read_parquet("data/processed/test.parquet")["text"].tolist()[: args.texts]
     ids = encode(Tokenizer.from_file(args.tokenizer), texts)
-    ensemble, _ = load_ensemble(args.checkpoints)
+    ensemble = AveragedProbabilities([load_classifier(c).model for c in args.checkpoints]).eval()
     single = next(load_classifier(c) for c in args.checkpoints if args.single in c.name or args.single in str(c))
     results: dict = {"texts": len(ids), "threads": 1, "single": single.hparams.model_name}
     with tempfile.TemporaryDirectory() as tmp:

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 from bench.batch_bench import corpus_texts, rest
 from pipelines.export import build_bundle
+from pipelines.params import load_params
 
 
 def main() -> None:
@@ -23,15 +24,18 @@ def main() -> None:
     p.add_argument("--models", type=Path, default=Path("models"))
     p.add_argument("--data", type=Path, default=Path("data/processed"))
     p.add_argument("--single", default="rcnn")
+    p.add_argument("--members", nargs="+", help="the ensemble's models (default: params.yaml's train.models)")
     p.add_argument("--seconds", type=int, default=15)
     p.add_argument("--out", type=Path, default=Path("bench/results/ensemble_serving.json"))
     args = p.parse_args()
     texts = corpus_texts(args.data)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in (args.single, "ensemble"):
+        members = args.members or list(load_params().train.models)
+        picks = {args.single: {"model": args.single}, "ensemble": {"model": "ensemble", "members": members}}
+        for name, pick in picks.items():
             bundle = Path(tmp) / name
-            build_bundle(args.models / name, args.data, bundle, 17, 1e-5, SimpleNamespace(metrics={}, tags={}))
+            build_bundle(pick, args.models, args.data, bundle, 17, 1e-5, SimpleNamespace(metrics={}, tags={}))
             texts_per_s, _ = rest(bundle, texts, Path(tmp), args.seconds)
             results[name] = {"texts_per_s": texts_per_s, "requests_per_s": texts_per_s / 32}
             print(name, results[name], flush=True)

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any
 
+from training.jsonio import write_json  # noqa: F401  (the stages' JSON writer)
 from training.tracking import TrackingError
 
 # Offline and quiet by default: nothing phones home.
@@ -28,12 +26,6 @@ def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     return p
-
-
-def write_json(path: str | Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def run(main: Callable[[], None]) -> None:

@@ -1,8 +1,8 @@
 """Stage ensemble: the trained models' averaged probabilities as one more candidate for select.
 
-Copies each model's best checkpoint into models/ensemble/<model>.ckpt and opens an MLflow run for it
-with those checkpoints and the tokenizer as artifacts, so evaluate, check, select and export treat the
-ensemble like any single model.
+The members are params.yaml's train.models, read from models/<model>/best.ckpt. The stage opens an MLflow
+run for the ensemble with the members' checkpoints and the tokenizer as artifacts, then scores and checks
+it like evaluate does a single model (metrics/ensemble.json, metrics/checks/ensemble.json).
 """
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from pathlib import Path
 
 import mlflow
 
-from pipelines.cli import parser, run, write_json
-from pipelines.params import MODEL_NAMES, load_params
+from pipelines.cli import parser, run
+from pipelines.params import ENSEMBLE, load_params
+from training.assessment import Candidate, assess
+from training.ensemble import CHECKPOINT, load_ensemble
 from training.tracking import (
     check_reachable,
     ensure_experiment,
@@ -27,42 +30,44 @@ from training.tracking import (
 )
 
 log = logging.getLogger("textclf.ensemble")
-NAME = "ensemble"
+
+
+def open_run(members: list[str], models_dir: Path, data_dir: Path, source: str) -> str:
+    """An MLflow run for the ensemble, tagged with its members' runs, their checkpoints as artifacts."""
+    quiet_mlflow()
+    check_reachable(tracking_uri())
+    experiment_id = ensure_experiment(experiment_name(source))
+    client = mlflow.MlflowClient(tracking_uri())
+    runs = {m: json.loads((models_dir / m / "train.json").read_text())["mlflow_run_id"] for m in members}
+    tags = {**run_tags(ENSEMBLE, str(data_dir)), **{f"member.{m}": run_id for m, run_id in runs.items()}}
+    run_id = client.create_run(experiment_id, run_name=ENSEMBLE, tags=tags).info.run_id
+    client.log_param(run_id, "members", ",".join(members))
+    client.log_param(run_id, "combination", "mean of the members' probabilities")
+    log_splits(client, run_id, str(data_dir))
+    with tempfile.TemporaryDirectory() as tmp:
+        for member in members:  # <member>.ckpt, so the run alone can rebuild the ensemble
+            shutil.copy(models_dir / member / CHECKPOINT, Path(tmp) / f"{member}.ckpt")
+            client.log_artifact(run_id, str(Path(tmp) / f"{member}.ckpt"), "checkpoint")
+    client.log_artifact(run_id, str(data_dir / "tokenizer.json"), "checkpoint")
+    client.set_terminated(run_id)
+    return run_id
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--models", default="models")
     p.add_argument("--data", default="data/processed")
+    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     params = load_params(args.params)
-    out = Path(args.models) / NAME
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    members = {}
-    for model in MODEL_NAMES:
-        src = Path(args.models) / model / "best.ckpt"
-        if not src.is_file():
-            raise FileNotFoundError(f"{src} not found: run the train stage for {model} first")
-        shutil.copy(src, out / f"{model}.ckpt")
-        members[model] = json.loads((Path(args.models) / model / "train.json").read_text())["mlflow_run_id"]
-    quiet_mlflow()
-    check_reachable(tracking_uri())
-    experiment_id = ensure_experiment(experiment_name(params.data.source))
-    client = mlflow.MlflowClient(tracking_uri())
-    tags = {**run_tags(NAME, args.data), **{f"member.{m}": run_id for m, run_id in members.items()}}
-    run_id = client.create_run(experiment_id, run_name=NAME, tags=tags).info.run_id
-    client.log_param(run_id, "members", ",".join(MODEL_NAMES))
-    client.log_param(run_id, "combination", "mean of the members' probabilities")
-    log_splits(client, run_id, args.data)
-    for model in MODEL_NAMES:
-        client.log_artifact(run_id, str(out / f"{model}.ckpt"), "checkpoint")
-    client.log_artifact(run_id, str(Path(args.data) / "tokenizer.json"), "checkpoint")
-    client.set_terminated(run_id)
-    write_json(out / "train.json", {"model": NAME, "members": list(MODEL_NAMES), "mlflow_run_id": run_id,
-                                    "mlflow_experiment_id": experiment_id})
-    log.info("ensemble: %s averaged, MLflow run %s", ", ".join(MODEL_NAMES), run_id)
+    members, models_dir, data_dir = list(params.train.models), Path(args.models), Path(args.data)
+    for member in members:
+        if not (models_dir / member / "train.json").is_file():
+            raise FileNotFoundError(f"{models_dir / member} has no trained model: run `dvc repro train@{member}`")
+    model, labels = load_ensemble(models_dir, members)
+    run_id = open_run(members, models_dir, data_dir, params.data.source)
+    log.info("ensemble: %s averaged, MLflow run %s", ", ".join(members), run_id)
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members), params, data_dir, Path(args.metrics))
 
 
 if __name__ == "__main__":

@@ -34,15 +34,16 @@ class NothingToServeError(ValueError):
     """The candidate was not promoted and there is no earlier champion to serve instead."""
 
 
-def build_bundle(folder: Path, data: Path, staged: Path, opset: int, atol: float, run_data) -> dict:
-    """Export the candidate in `folder` into `staged` and check parity; returns the parity result (raises
-    ExportError when ONNX and PyTorch disagree)."""
+def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int, atol: float, run_data) -> dict:
+    """Export the candidate select picked (`pick`: its model name and, for the ensemble, its members) into
+    `staged` and check parity; returns the parity result (raises ExportError when ONNX and PyTorch disagree)."""
     import pandas as pd
     from tokenizers import Tokenizer
 
     from training.ensemble import load_candidate
 
-    model, labels, model_name = load_candidate(folder)
+    model_name = pick["model"]
+    model, labels = load_candidate(models, model_name, pick.get("members"))
     staged.mkdir(parents=True)
     shutil.copy(data / "tokenizer.json", staged / "tokenizer.json")
     tokenizer = Tokenizer.from_file(str(staged / "tokenizer.json"))
@@ -110,7 +111,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "bundle"
         try:
-            parity = build_bundle(Path(args.models) / pick["model"], Path(args.data), staged, params.opset,
+            parity = build_bundle(pick, Path(args.models), Path(args.data), staged, params.opset,
                                   params.parity_atol, run_data)
         except ExportError as err:
             decision["parity"], why = {"passed": False, "error": str(err)}, f"ONNX export failed parity: {err}"

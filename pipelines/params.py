@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 MODEL_NAMES = ("textrnn", "rcnn", "bilstm", "tfidf")  # tfidf: the n-gram baseline, fitted by scikit-learn
-CANDIDATES = (*MODEL_NAMES, "ensemble")  # what select chooses from: each model and their averaged probabilities
+ENSEMBLE = "ensemble"  # the candidate made of the trained models' averaged probabilities
+DEFAULT_MODELS = ("rcnn", "tfidf")  # best validation macro-F1 within the 10-minute pipeline (bench/RESULTS.md)
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -163,11 +164,29 @@ ModelParams = TextRNNParams | RCNNParams | BiLSTMParams | TfidfParams
 
 
 class TrainParams(Strict):
+    models: list[str] = Field(list(DEFAULT_MODELS), min_length=1,
+                              description="the models the pipeline trains; select chooses among them and "
+                              "their ensemble")
     trainer: TrainerParams = TrainerParams()
     textrnn: TextRNNParams = TextRNNParams()
     rcnn: RCNNParams = RCNNParams()
     bilstm: BiLSTMParams = BiLSTMParams()
     tfidf: TfidfParams = TfidfParams()
+
+    @field_validator("models")
+    @classmethod
+    def _known_models(cls, models: list[str]) -> list[str]:
+        unknown = [m for m in models if m not in MODEL_NAMES]
+        if unknown:
+            raise ValueError(f"unknown model {unknown[0]!r}: choose from {', '.join(MODEL_NAMES)}")
+        if len(set(models)) != len(models):
+            raise ValueError(f"{models} names a model twice: list each once")
+        return models
+
+    @property
+    def candidates(self) -> list[str]:
+        """What select chooses from: each trained model and the ensemble of them."""
+        return [*self.models, ENSEMBLE]
 
     def model(self, name: str) -> ModelParams:
         if name not in MODEL_NAMES:

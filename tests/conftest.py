@@ -40,6 +40,7 @@ def make_texts(n_per_class: int, classes: tuple[str, ...] = ("pos", "neg"), seed
 
 
 TINY_TRAIN = {
+    "models": ["textrnn", "rcnn", "bilstm", "tfidf"],  # every model, so the tiny pipeline covers them all
     "trainer": {
         "max_epochs": 2, "batch_size": 16, "lr": 0.01, "patience": 2, "accelerator": "cpu",
         "devices": 1, "bucket_batches": 4,

@@ -9,7 +9,7 @@ from torch import nn
 
 from training.evaluation import load_classifier
 
-CHECKPOINT_SUFFIX = ".ckpt"
+CHECKPOINT = "best.ckpt"  # each trained model's folder holds its best checkpoint under this name
 
 
 class AveragedProbabilities(nn.Module):
@@ -27,25 +27,25 @@ class AveragedProbabilities(nn.Module):
         return probs.clamp_min(1e-12).log()
 
 
-def load_ensemble(checkpoints: list[Path]) -> tuple[AveragedProbabilities, list[str]]:
-    """Members from their checkpoints; all must share one label order."""
-    modules = [load_classifier(path) for path in checkpoints]
-    labels = list(modules[0].hparams.labels)
-    for path, module in zip(checkpoints, modules, strict=True):
-        if list(module.hparams.labels) != labels:
-            raise ValueError(f"{path} was trained on labels {module.hparams.labels}, not {labels}: retrain it")
-    return AveragedProbabilities([m.model for m in modules]).eval(), labels
+def load_member(folder: Path) -> tuple[nn.Module, list[str]]:
+    """(model, labels) from a trained model's folder (models/<model>/best.ckpt)."""
+    module = load_classifier(folder / CHECKPOINT)
+    return module.model, list(module.hparams.labels)
 
 
-def load_candidate(folder: Path) -> tuple[nn.Module, list[str], str]:
-    """(model, labels, name) from a champion's checkpoint folder: best.ckpt, or one <model>.ckpt per member."""
-    single = folder / f"best{CHECKPOINT_SUFFIX}"
-    if single.is_file():
-        module = load_classifier(single)
-        return module.model, list(module.hparams.labels), module.hparams.model_name
-    members = sorted(folder.glob(f"*{CHECKPOINT_SUFFIX}"))
-    if not members:
-        raise FileNotFoundError(f"checkpoint {single} not found, nor an ensemble's member checkpoints in {folder}: "
-                                "run the train stage for this model first (or the ensemble stage)")
-    model, labels = load_ensemble(members)
-    return model, labels, "ensemble"
+def load_ensemble(models_dir: Path, members: list[str]) -> tuple[AveragedProbabilities, list[str]]:
+    """The members' checkpoints (models_dir/<member>/best.ckpt) averaged; all must share one label order."""
+    loaded = {m: load_member(models_dir / m) for m in members}
+    labels = next(iter(loaded.values()))[1]
+    for member, (_, member_labels) in loaded.items():
+        if member_labels != labels:
+            raise ValueError(f"{models_dir / member} was trained on labels {member_labels}, not {labels}: "
+                             "retrain it")
+    return AveragedProbabilities([model for model, _ in loaded.values()]).eval(), labels
+
+
+def load_candidate(models_dir: Path, name: str, members: list[str] | None = None) -> tuple[nn.Module, list[str]]:
+    """(model, labels) of a candidate select chose: the trained model `name`, or the ensemble of `members`."""
+    if members:
+        return load_ensemble(models_dir, members)
+    return load_member(models_dir / name)

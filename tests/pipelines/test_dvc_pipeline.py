@@ -24,9 +24,8 @@ from tests.servers import VENV_BIN, Server, free_port
 
 pytestmark = pytest.mark.slow
 MODELS = ("textrnn", "rcnn", "bilstm", "tfidf")
-CANDIDATES = (*MODELS, "ensemble")
-ALL_STAGES = {"ingest", "preprocess", "pretrain", *(f"train@{m}" for m in MODELS), "ensemble",
-              *(f"{stage}@{c}" for stage in ("evaluate", "check") for c in CANDIDATES), "select", "export", "package"}
+ALL_STAGES = {"ingest", "preprocess", "pretrain", *(f"{stage}@{m}" for stage in ("train", "evaluate") for m in MODELS),
+              "ensemble", "select", "export", "package"}
 
 
 def ran(output: str) -> set[str]:
@@ -157,9 +156,11 @@ def test_metrics_and_plots_cover_all_models(project):
     shown = sh(project, "dvc", "metrics", "show", "--json").stdout
     metrics = json.loads(shown)
     files = next(iter(metrics.values()))["data"]
-    assert {f"metrics/{m}.json" for m in MODELS} <= set(files)
-    plots = sh(project, "dvc", "plots", "show", "--json").stdout
-    assert all(name in plots for name in ("val_macro_f1", "confusion_textrnn", "confusion_tfidf"))
+    candidates = (*MODELS, "ensemble")
+    assert {f"metrics/{c}.json" for c in candidates} | {f"metrics/checks/{c}.json" for c in candidates} <= set(files)
+    plots = json.loads(sh(project, "dvc", "plots", "show", "--json").stdout)
+    assert not plots.get("errors") and {f"metrics/curves/{m}.csv" for m in MODELS} | {
+        f"metrics/confusion/{c}.csv" for c in candidates} <= set(plots["data"])
 
 
 def test_mlflow_holds_each_training_run(project):
@@ -206,8 +207,24 @@ def test_one_model_change_reruns_only_that_model(project):
     write_params(project, params)
     out = sh(project, "dvc", "repro").stdout
     promoted = json.loads((project / "metrics/best.json").read_text())["promoted"]
-    assert ran(out) == {"train@textrnn", "evaluate@textrnn", "check@textrnn", "ensemble", "evaluate@ensemble",
-                        "check@ensemble", "select", "export"} | ({"package"} if promoted else set())
+    assert ran(out) == {"train@textrnn", "evaluate@textrnn", "ensemble", "select", "export"} | (
+        {"package"} if promoted else set())
+
+
+def test_the_models_to_train_come_from_params(project):
+    """train.models decides what trains and what the ensemble averages; models already trained don't rerun."""
+    params = read_params(project)
+    params["train"]["models"] = ["rcnn", "tfidf"]
+    write_params(project, params)
+    try:
+        out = sh(project, "dvc", "repro").stdout
+        assert {"ensemble", "select"} <= ran(out) <= {"ensemble", "select", "export", "package"}
+        assert json.loads((project / "metrics/checks/ensemble.json").read_text())["members"] == ["rcnn", "tfidf"]
+        candidate = json.loads((project / "metrics/candidate.json").read_text())
+        assert set(candidate["candidates"]) == {"rcnn", "tfidf", "ensemble"}
+    finally:
+        params["train"]["models"] = list(MODELS)
+        write_params(project, params)
 
 
 def test_worse_model_does_not_take_champion(project):
@@ -283,7 +300,7 @@ def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path
     params["check"]["floors"]["minimum_functionality"] = 1.0
     write_params(project, params)
     out = sh(project, "dvc", "repro").stdout
-    assert {f"check@{m}" for m in CANDIDATES} <= ran(out)
+    assert {f"evaluate@{m}" for m in MODELS} | {"ensemble"} <= ran(out)
     best = json.loads((project / "metrics/best.json").read_text())
     assert best["promoted"] is False and "no candidate passes the behavioural floors" in best["reason"]
     assert "mft-wrong" in best["reason"] and "minimum_functionality 50.0% < 100%" in best["reason"]

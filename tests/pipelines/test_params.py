@@ -49,3 +49,13 @@ def test_tfidf_c_grid_must_be_positive_and_recurrent_max_len_non_negative():
         parse_params({"train": {"bilstm": {"recurrent_max_len": -1}}})
     with pytest.raises(ParamsError, match=r"unknown key 'train\.tfidf\.recurrent_max_len'"):
         parse_params({"train": {"tfidf": {"recurrent_max_len": 64}}})
+
+
+def test_train_models_are_known_listed_once_and_make_the_candidates():
+    assert parse_params({}).train.candidates == ["rcnn", "tfidf", "ensemble"]
+    with pytest.raises(ParamsError, match=r"'train\.models'.*unknown model 'cnn'.*textrnn, rcnn, bilstm, tfidf"):
+        parse_params({"train": {"models": ["rcnn", "cnn"]}})
+    with pytest.raises(ParamsError, match=r"'train\.models'.*names a model twice"):
+        parse_params({"train": {"models": ["rcnn", "rcnn"]}})
+    with pytest.raises(ParamsError, match=r"'train\.models'"):
+        parse_params({"train": {"models": []}})

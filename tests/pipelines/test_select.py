@@ -19,11 +19,24 @@ def test_gate_checks_the_floor_then_the_champion_on_the_same_data():
 def test_choose_passes_over_candidates_below_the_behavioural_floor():
     from pipelines.select import choose
 
-    scores = {m: {"val": {"macro_f1": f}} for m, f in (("rcnn", 0.9), ("bilstm", 0.8), ("ensemble", 0.85))}
+    val = {"rcnn": 0.9, "bilstm": 0.8, "ensemble": 0.85}
     ok = {"passed": True, "below_floor": [], "failed": []}
     bad = {"passed": False, "below_floor": ["invariance 50.0% < 90%"],
            "failed": [{"id": "inv-3", "text": "好!"}]}
-    assert choose(scores, {"rcnn": bad, "bilstm": ok, "ensemble": ok}) == ("ensemble", None)
-    best, why = choose(scores, {m: bad for m in scores})
+
+    def records(checks):
+        return {m: {"val": {"macro_f1": f}, **checks[m]} for m, f in val.items()}
+
+    assert choose(records({"rcnn": bad, "bilstm": ok, "ensemble": ok})) == ("ensemble", None)
+    best, why = choose(records({m: bad for m in val}))
     assert best == "rcnn" and "no candidate passes the behavioural floors" in why
     assert "rcnn (invariance 50.0% < 90%; failed inv-3 '好!')" in why
+
+
+def test_choose_breaks_a_tie_by_the_listed_order():
+    """An ensemble of one model scores exactly as that model: the model itself is chosen."""
+    from pipelines.select import choose
+
+    ok = {"passed": True, "below_floor": [], "failed": []}
+    records = {"rcnn": {"val": {"macro_f1": 0.9}, **ok}, "ensemble": {"val": {"macro_f1": 0.9}, **ok}}
+    assert choose(records) == ("rcnn", None)

@@ -34,6 +34,10 @@ def test_ingest_preprocess_train_evaluate(tiny_workdir):
     assert len(confusion) == report["splits"]["test"]
     curves = pd.read_csv(tiny_workdir / "metrics/curves/rcnn.csv")
     assert len(curves) >= 1 and "val_macro_f1" in curves
+    record = json.loads((tiny_workdir / "metrics/checks/rcnn.json").read_text())  # what select reads
+    run_id = json.loads((tiny_workdir / "models/rcnn/train.json").read_text())["mlflow_run_id"]
+    assert record["mlflow_run_id"] == run_id and record["val"]["macro_f1"] == metrics["val"]["macro_f1"]
+    assert record["checklist"] is None and record["passed"] is True  # no checklist for this dataset
 
 
 def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(tiny_workdir, tiny_csv):

@@ -78,3 +78,23 @@ def test_ngram_path_exports_with_parity_down_to_one_token(tmp_path, name):
     single = session.run(["probabilities"], {"input_ids": np.array([[5]], dtype=np.int64)})[0]
     padded = session.run(["probabilities"], {"input_ids": np.array([[5, 0, 0, 0], [1, 2, 3, 4]], dtype=np.int64)})[0]
     np.testing.assert_allclose(single[0], padded[0], atol=1e-6)
+
+
+def test_ensemble_exports_as_one_graph_with_parity_and_padding_invariance(tmp_path):
+    """The ensemble candidate (rcnn + the TF-IDF model, as params.yaml's defaults) is one ONNX graph."""
+    from training.ensemble import AveragedProbabilities
+
+    torch.manual_seed(0)
+    tfidf = build_model("tfidf", 100, 2, ngram_buckets=64, ngram_order=3)
+    with torch.no_grad():  # fitted weights and idf, so the member says something
+        tfidf.idf.uniform_(0.5, 2.0)
+        tfidf.weight.weight.normal_()
+    members = [build_model("rcnn", 100, 2, embedding_dim=8, hidden_size=8, ngram_buckets=31), tfidf]
+    ensemble = AveragedProbabilities([m.eval() for m in members]).eval()
+    export_onnx(ensemble, tmp_path / "ensemble.onnx", {})
+    assert check_parity(ensemble, tmp_path / "ensemble.onnx", _random_ids(300), atol=1e-5)["max_abs_diff"] <= 1e-5
+    session = ort.InferenceSession(str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"])
+    ids = _random_ids(6, seed=4)
+    batched = session.run(["probabilities"], {"input_ids": pad_batch(ids)})[0]
+    alone = np.concatenate([session.run(["probabilities"], {"input_ids": pad_batch([x])})[0] for x in ids])
+    assert np.abs(batched - alone).max() <= 1e-6 and batched.std(0).max() > 1e-3  # not a constant answer

@@ -88,7 +88,7 @@ def test_fit_picks_c_on_validation_and_refuses_a_missing_class():
 
 
 def test_fit_model_writes_a_checkpoint_every_stage_loads(processed_dir, tmp_path):
-    """The train stage's entry point: a Lightning checkpoint that evaluate, check, ensemble and export read."""
+    """The train stage's entry point: a Lightning checkpoint that evaluate, ensemble and export read."""
     data = TextDataModule(processed_dir, processed_dir / "tokenizer.json", 16, 4, False, 0)
     config = {"ngram_buckets": 512, "ngram_order": 3, "c_grid": [1.0, 10.0], "min_df": 1}
     result = fit_model("tfidf", config, None, data, tmp_path)

@@ -1,0 +1,161 @@
+"""Everything select needs to know about one candidate: val/test scores and the behavioural checks.
+
+`assess` scores a candidate on val and test, runs the dataset's checklist on it, writes
+metrics/<name>.json (scores), metrics/confusion/<name>.csv (test predictions, for `dvc plots`) and
+metrics/checks/<name>.json (the candidate's record: its MLflow run, headline scores, pass rates, failing
+cases), and logs them to the candidate's MLflow run. select reads only the records, so the pipeline's
+select stage can depend on the one folder metrics/checks/ whatever models params.yaml lists.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from training.checks import Checklist, below_floors, load_checklist, run_checks
+from training.datamodule import TextDataModule
+from training.evaluation import check_labels, predict_split, score
+from training.export import pad_batch
+from training.jsonio import write_json
+from training.tokenizer import encode
+from training.tracking import dataset_name, quiet_mlflow, tracking_uri
+
+log = logging.getLogger("textclf.assess")
+
+
+def find_checklist(setting: str, source: str, root: Path = Path("checks")) -> Path | None:
+    """`auto` → checks/<dataset>.yaml if present; `none` → no checks; anything else is a path that must exist."""
+    if setting == "none":
+        return None
+    if setting == "auto":
+        path = root / f"{dataset_name(source)}.yaml"
+        return path if path.is_file() else None
+    if not Path(setting).is_file():
+        raise FileNotFoundError(f"check.checklist: {setting} not found; give a checklist file, auto or none")
+    return Path(setting)
+
+
+def torch_predictor(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: int = 64):
+    """texts → probabilities with the PyTorch model, batched the way serving pads."""
+
+    @torch.inference_mode()
+    def predict(texts: list[str]) -> np.ndarray:
+        ids = encode(tokenizer, texts)
+        parts = [model(torch.from_numpy(pad_batch(ids[i : i + batch_size]))).softmax(-1).numpy()
+                 for i in range(0, len(ids), batch_size)]
+        return np.concatenate(parts)
+
+    return predict
+
+
+def check_model(checklist: Checklist | None, predict, labels: list[str], floors: dict[str, float]) -> dict:
+    if checklist is None:
+        return {"checklist": None, "passed": True, "below_floor": [], "pass_rate": {}, "failed": []}
+    results = run_checks(checklist, predict, labels)
+    failing = below_floors(results["pass_rate"], floors)
+    return {"checklist": str(checklist.path), "passed": not failing, "below_floor": failing, **results}
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    model: torch.nn.Module
+    labels: list[str]
+    run_id: str  # the MLflow run its scores and checks are logged to
+    members: list[str] | None = None  # an ensemble's models
+
+
+def headline(split: dict) -> dict:
+    return {"accuracy": split["accuracy"], "macro_f1": split["macro_f1"]}
+
+
+def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path) -> dict[str, Any]:
+    """Score and check one candidate; write its metrics and record; log both to its MLflow run."""
+    tp = params.train.trainer
+    data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    check_labels(candidate.labels, data)
+    scores = {"model": candidate.name, "labels": data.labels}
+    for split in ("val", "test"):
+        preds, target = predict_split(candidate.model, data, split)
+        scores[split] = score(preds, target, data.labels)
+    write_json(metrics_dir / f"{candidate.name}.json", scores)
+    write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", preds, target, data.labels)
+    checks = run_checklist(candidate, params, data_dir)
+    record = {"model": candidate.name, "mlflow_run_id": candidate.run_id,
+              **({"members": candidate.members} if candidate.members else {}),
+              "val": headline(scores["val"]), "test": headline(scores["test"]), **checks}
+    write_json(metrics_dir / "checks" / f"{candidate.name}.json", record)
+    log_to_run(candidate.run_id, scores, record, metrics_dir)
+    rates = ", ".join(f"{k} {v:.1%}" for k, v in checks["pass_rate"].items() if v is not None) or "no checklist"
+    verdict = "passes the floors" if checks["passed"] else f"below the floors: {'; '.join(checks['below_floor'])}"
+    log.info("%s: test accuracy %.4f, macro-F1 %.4f; checks %s, %s", candidate.name, scores["test"]["accuracy"],
+             scores["test"]["macro_f1"], rates, verdict)
+    return record
+
+
+def run_checklist(candidate: Candidate, params: Any, data_dir: Path) -> dict:
+    path = find_checklist(params.check.checklist, params.data.source)
+    dataset = dataset_name(params.data.source)
+    if path is None:
+        log.info("%s: no checklist for dataset %r (looked for checks/%s.yaml): the behavioural gate passes",
+                 candidate.name, dataset, dataset)
+        checklist = None
+    else:
+        checklist = load_checklist(path, dataset, candidate.labels)
+    tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
+    return check_model(checklist, torch_predictor(candidate.model, tokenizer), candidate.labels,
+                       params.check.floors.model_dump())
+
+
+def write_confusion(path: Path, preds: torch.Tensor, target: torch.Tensor, labels: list[str]) -> None:
+    """Test (actual, predicted) pairs, the shape `dvc plots`' confusion template reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["actual", "predicted"])
+        writer.writerows((labels[t], labels[p]) for p, t in zip(preds.tolist(), target.tolist(), strict=True))
+
+
+def confusion_figure(matrix: list[list[int]], labels: list[str]):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
+           xlabel="predicted", ylabel="actual", title="test confusion matrix")
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            ax.text(j, i, str(count), ha="center", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def log_to_run(run_id: str, scores: dict, record: dict, metrics_dir: Path) -> None:
+    """Val/test metrics, pass rates, the confusion matrix image and both files on the candidate's run."""
+    import mlflow
+
+    quiet_mlflow()
+    client = mlflow.MlflowClient(tracking_uri())
+    for split in ("val", "test"):
+        for key in ("accuracy", "macro_f1"):
+            client.log_metric(run_id, f"{split}_{key}_final", scores[split][key])
+        for label, values in scores[split]["per_class"].items():
+            client.log_metric(run_id, f"{split}_f1_{label}", values["f1"])
+    for kind, rate in record["pass_rate"].items():
+        if rate is not None:
+            client.log_metric(run_id, f"check_{kind}_pass_rate", rate)
+    client.set_tag(run_id, "behavioural_checks", "passed" if record["passed"] else "failed")
+    client.log_figure(run_id, confusion_figure(scores["test"]["confusion_matrix"], scores["labels"]),
+                      "confusion_matrix.png")
+    client.log_artifact(run_id, str(metrics_dir / f"{record['model']}.json"), "metrics")
+    client.log_artifact(run_id, str(metrics_dir / "checks" / f"{record['model']}.json"), "checks")
