@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MODEL_NAMES = ("textrnn", "rcnn", "bilstm", "tfidf")  # tfidf: the n-gram baseline, fitted by scikit-learn
 ENSEMBLE = "ensemble"  # the candidate made of the trained models' averaged probabilities
-DEFAULT_MODELS = ("rcnn", "tfidf")  # best validation macro-F1 within the 10-minute pipeline (bench/RESULTS.md)
+DEFAULT_MODELS = ("rcnn", "tfidf")  # the cheapest of the subsets that tie on validation (bench/RESULTS.md)
 DEFAULT_PARAMS = Path("params.yaml")
 
 
