@@ -53,7 +53,26 @@ def start_server(
     timeout: float = 90.0,
     cwd: Path = REPO,
 ) -> Server:
-    """`bentoml serve serving.service:Classifier` on a free loopback port, as `make serve` runs it."""
+    """`bentoml serve serving.service:Classifier` on a free loopback port, as `make serve` runs it.
+
+    The port is free when chosen but can be taken before bentoml binds it (another process asked the kernel
+    for a free port in between): then a new port is tried, up to three times.
+    """
+    for attempt in range(3):
+        try:
+            return _start_server(bundle, log_path, env, bentoml, wait_ready, timeout, cwd)
+        except PortTakenError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class PortTakenError(RuntimeError):
+    """bentoml serve could not bind the port chosen for it."""
+
+
+def _start_server(bundle: Path, log_path: Path, env: Mapping[str, str] | None, bentoml: Path, wait_ready: bool,
+                  timeout: float, cwd: Path) -> Server:
     port = free_port()
     full_env = {
         **os.environ,
@@ -85,7 +104,9 @@ def wait_until_ready(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"bentoml serve exited with {server.process.returncode}:\n{server.log()}")
+            log = server.log()
+            error = PortTakenError if "Could not bind" in log else RuntimeError
+            raise error(f"bentoml serve exited with {server.process.returncode}:\n{log}")
         try:
             if httpx.get(server.url + "/readyz", timeout=2).status_code == 200:
                 return
