@@ -3,7 +3,7 @@
 Reads the `<arm>-<seed>.npz` files `bench.candidates_bench --probs DIR` writes, averages the chosen
 members' probabilities as the ensemble stage does, and reports val and test macro-F1 and accuracy per
 subset, mean ± stdev over the seeds. Rows are sorted by val macro-F1: the protocol chooses on val only.
-    python -m bench.member_subsets --probs /work/probs --arms sv1-probs sv1-pretrain-off
+    python -m bench.member_subsets --probs bench/results/probs --arms all-four
 """
 
 from __future__ import annotations

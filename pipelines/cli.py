@@ -8,7 +8,6 @@ import os
 import sys
 from collections.abc import Callable
 
-from training.jsonio import write_json  # noqa: F401  (the stages' JSON writer)
 from training.tracking import TrackingError
 
 # Offline and quiet by default: nothing phones home.

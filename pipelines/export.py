@@ -18,10 +18,11 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import load_params
 from serving.pyfunc import download_bundle
-from training.export import ExportError, check_parity, export_onnx, write_meta
+from training.export import ExportError, check_parity, export_onnx
+from training.jsonio import write_json
 from training.registry import ALIAS, current_champion, fingerprint, gate, log_bundle_model, register
 from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
@@ -52,7 +53,7 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
     export_onnx(model, staged / "model.onnx", {
         "labels": json.dumps(labels, ensure_ascii=False), "model_name": model_name,
         "tokenizer_sha256": tokenizer_sha}, opset)
-    write_meta(staged / "meta.json", {
+    write_json(staged / "meta.json", {
         "model_name": model_name, "version": CANDIDATE_VERSION, "labels": labels,
         "max_len": tokenizer.truncation["max_length"],
         "metrics": {k: v for k, v in run_data.metrics.items() if k.endswith("_final")},
@@ -66,7 +67,7 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
 def stamp(bundle: Path, **fields: str) -> None:
     """Write registry facts (version, run, model URI) into the bundle's meta.json."""
     meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
-    write_meta(bundle / "meta.json", {**meta, **fields})
+    write_json(bundle / "meta.json", {**meta, **fields})
 
 
 def champion_bundle(client, champion, name: str, out: Path) -> None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import load_params
 from training.corpus import read_corpus
+from training.jsonio import write_json
 
 log = logging.getLogger("textclf.ingest")
 

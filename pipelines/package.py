@@ -7,8 +7,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import load_params
+from training.jsonio import write_json
 
 log = logging.getLogger("textclf.package")
 BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import load_params
 from training.cleaning import clean, stratified_split
+from training.jsonio import write_json
 from training.tokenizer import train_tokenizer
 from training.unlabelled import choose_corpora, read_unlabelled
 

@@ -16,8 +16,9 @@ from lightning.pytorch.loggers import MLFlowLogger
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import Params, PretrainParams, load_params
+from training.jsonio import write_json
 from training.lm import LanguageModelModule, StreamWindows
 from training.tokenizer import SEP_ID, file_sha256
 from training.tracking import (

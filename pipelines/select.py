@@ -14,8 +14,9 @@ import json
 import logging
 from pathlib import Path
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import load_params
+from training.jsonio import write_json
 from training.registry import current_champion, gate
 from training.tracking import data_hash, quiet_mlflow, tracking_uri
 

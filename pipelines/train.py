@@ -7,10 +7,11 @@ from pathlib import Path
 
 from lightning.pytorch.loggers import MLFlowLogger
 
-from pipelines.cli import parser, run, write_json
+from pipelines.cli import parser, run
 from pipelines.params import MODEL_NAMES, Params, load_params
 from training.datamodule import TextDataModule
 from training.fit import fit_model, write_curves
+from training.jsonio import write_json
 from training.tracking import (
     check_reachable,
     ensure_experiment,

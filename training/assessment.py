@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,18 +144,18 @@ def confusion_figure(matrix: list[list[int]], labels: list[str]):
 def log_to_run(run_id: str, scores: dict, record: dict, metrics_dir: Path) -> None:
     """Val/test metrics, pass rates, the confusion matrix image and both files on the candidate's run."""
     import mlflow
+    from mlflow.entities import Metric, RunTag
 
     quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri())
-    for split in ("val", "test"):
-        for key in ("accuracy", "macro_f1"):
-            client.log_metric(run_id, f"{split}_{key}_final", scores[split][key])
-        for label, values in scores[split]["per_class"].items():
-            client.log_metric(run_id, f"{split}_f1_{label}", values["f1"])
-    for kind, rate in record["pass_rate"].items():
-        if rate is not None:
-            client.log_metric(run_id, f"check_{kind}_pass_rate", rate)
-    client.set_tag(run_id, "behavioural_checks", "passed" if record["passed"] else "failed")
+    splits = ("val", "test")
+    values = {f"{split}_{key}_final": scores[split][key] for split in splits for key in ("accuracy", "macro_f1")}
+    values |= {f"{split}_f1_{label}": per["f1"]
+               for split in splits for label, per in scores[split]["per_class"].items()}
+    values |= {f"check_{kind}_pass_rate": rate for kind, rate in record["pass_rate"].items() if rate is not None}
+    now = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()],
+                     tags=[RunTag("behavioural_checks", "passed" if record["passed"] else "failed")])
     client.log_figure(run_id, confusion_figure(scores["test"]["confusion_matrix"], scores["labels"]),
                       "confusion_matrix.png")
     client.log_artifact(run_id, str(metrics_dir / f"{record['model']}.json"), "metrics")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import warnings
 from pathlib import Path
@@ -90,7 +89,3 @@ def check_parity(model: nn.Module, onnx_path: Path, ids: list[list[int]], atol: 
         raise ExportError(f"ONNX and PyTorch probabilities differ by {worst:.2e} > {atol:.0e} on "
                           f"{onnx_path}: the export is wrong; not writing the bundle")
     return result
-
-
-def write_meta(path: Path, meta: dict) -> None:
-    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

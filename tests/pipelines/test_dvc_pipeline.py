@@ -175,10 +175,14 @@ def test_mlflow_holds_each_training_run(project):
     # A run left RUNNING shows in the UI as still training: every stage must end the run it opened.
     assert {r.data.tags["model"]: r.info.status for r in runs} == {r.data.tags["model"]: "FINISHED" for r in runs}
     for run in runs:
-        if run.data.tags["model"] == "ensemble":
+        if run.data.tags["model"] == "ensemble":  # its members' runs hold their checkpoints
             assert {"test_accuracy_final", "val_macro_f1_final"} <= set(run.data.metrics)
-            assert {a.path for a in c.list_artifacts(run.info.run_id, "checkpoint")} == {
-                f"checkpoint/{m}.ckpt" for m in MODELS} | {"checkpoint/tokenizer.json"}
+            assert run.data.params["members"] == ",".join(MODELS)
+            for m in MODELS:
+                member = c.get_run(run.data.tags[f"member.{m}"])
+                assert member.data.tags["model"] == m
+                assert {a.path for a in c.list_artifacts(member.info.run_id, "checkpoint")} == {
+                    "checkpoint/best.ckpt", "checkpoint/tokenizer.json"}
             continue
         if run.data.tags["model"].startswith("lm-"):
             assert "val_ppl" in run.data.metrics and run.data.params["pretrain.bptt"] == "8"

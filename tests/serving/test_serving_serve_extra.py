@@ -18,7 +18,10 @@ from tests.servers import REPO, start_server
 
 
 @pytest.mark.slow
-def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_path: Path) -> None:
+def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_path: Path, monkeypatch) -> None:
+    # A PYTHONPATH pointing at the checkout (as developers often export) would make it importable in the
+    # serve-only environment and hide what the image really contains.
+    monkeypatch.delenv("PYTHONPATH", raising=False)
     # Copy only what the Dockerfile copies, so the install cannot lean on anything else in the checkout.
     source = tmp_path / "src"
     source.mkdir()

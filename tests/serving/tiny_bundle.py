@@ -35,7 +35,8 @@ def make_tiny_bundle(
 ):
     """Write model.onnx, tokenizer.json and meta.json into `path` with training's own tokenizer, model and
     exporter; return the exported torch module (ids → probabilities, logits)."""
-    from training.export import WithProbabilities, export_onnx, write_meta
+    from training.export import WithProbabilities, export_onnx
+    from training.jsonio import write_json
     from training.models import build_model
     from training.tokenizer import file_sha256, train_tokenizer
 
@@ -56,7 +57,7 @@ def make_tiny_bundle(
         "tokenizer_sha256": file_sha256(out / "tokenizer.json"),
     }
     export_onnx(classifier, out / "model.onnx", props)
-    write_meta(out / "meta.json", {
+    write_json(out / "meta.json", {
         "model_name": props["model_name"],
         "version": props["version"],
         "labels": list(labels),
