@@ -11,6 +11,7 @@ WORKDIR /src
 # Only what the distribution needs to build; training/ and pipelines/ stay out of the image.
 COPY pyproject.toml README.md ./
 COPY serving/ serving/
+COPY monitoring/ monitoring/
 RUN /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
     && /opt/venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 
@@ -21,11 +22,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     BENTOML_DO_NOT_TRACK=true \
     BENTOML_HOME=/home/app/bentoml \
-    TEXTCLF_BUNDLE=/app/bundle
-RUN useradd --no-log-init --create-home --uid 10001 --user-group app
+    TEXTCLF_BUNDLE=/app/bundle \
+    TEXTCLF_FEEDBACK_URL=sqlite:////data/feedback.db
+RUN useradd --no-log-init --create-home --uid 10001 --user-group app \
+    && mkdir /data && chown 10001:10001 /data
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=10001:10001 artifacts/bundle/ /app/bundle/
+# The prediction log and feedback (SQLite) live here: mount a volume, or point TEXTCLF_FEEDBACK_URL at PostgreSQL.
+VOLUME ["/data"]
 USER 10001:10001
 EXPOSE 3000
 # Ready only once the model is loaded and a warm-up prediction passed (see serving/service.py).

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from monitoring.store import StoreError
 from training.tracking import TrackingError
 
 # Offline and quiet by default: nothing phones home.
@@ -18,7 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Errors a user can cause: shown as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, TrackingError)
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, TrackingError, StoreError)
 
 
 def parser(description: str) -> argparse.ArgumentParser:

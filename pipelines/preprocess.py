@@ -42,7 +42,7 @@ def main() -> None:
     tokenizer.save(str(out / "tokenizer.json"))
     report = {
         "source": ingest["source"], "rows_read": ingest["rows_read"], "rows_kept": len(cleaned.frame),
-        "rows_dropped": sum(cleaned.dropped.values()), "dropped": cleaned.dropped,
+        "rows_dropped": sum(cleaned.dropped.values()), "dropped": cleaned.dropped, "feedback": ingest.get("feedback"),
         "splits": {name: len(frame) for name, frame in splits.items()},
         "labels": {name: frame["label"].value_counts().sort_index().to_dict() for name, frame in splits.items()},
         "vocab_size": tokenizer.get_vocab_size(), "language": language.as_dict(), "tokenizer_corpora": corpora,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from monitoring.store import DEFAULT_URL
+
 ENV_PREFIX = "TEXTCLF_"
 
 
@@ -28,7 +30,14 @@ class ServingConfig(BaseModel):
     workers: int = Field(2, ge=1, description="worker processes, each with its own model copy")
     onnx_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per worker")
     timeout_s: float = Field(30.0, gt=0, description="per-request timeout")
-    api_token: str | None = Field(None, description="when set, /classify needs 'Authorization: Bearer <token>'")
+    api_token: str | None = Field(
+        None, description="when set, /classify and /feedback need 'Authorization: Bearer <token>'")
+    # The production loop (monitoring/): every prediction logged, feedback stored, both in one store.
+    log_predictions: bool = Field(True, description="log every prediction (id, time, text, label, scores, model)")
+    log_texts: bool = Field(True, description="false: log a SHA-256 of each text instead of the text")
+    feedback_url: str = Field(
+        DEFAULT_URL, description="the prediction log and feedback store: sqlite:///PATH or postgresql://...")
+    log_flush_interval_s: float = Field(0.2, gt=0, le=10, description="how often logged predictions are written")
 
 
 def load_config(environ: Mapping[str, str] | None = None) -> ServingConfig:

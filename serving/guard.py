@@ -57,9 +57,11 @@ def describe_validation(payload: Any) -> Any:
 class RequestGuard:
     """Checks requests to `path` before BentoML parses them; rewrites BentoML's 4xx bodies to name the field."""
 
-    def __init__(self, app: ASGIApp, path: str, max_body_bytes: int, api_token: str | None = None) -> None:
+    def __init__(self, app: ASGIApp, path: str, max_body_bytes: int, api_token: str | None = None,
+                 rewrite_errors: bool = True) -> None:
         self.app = app
         self.path = path
+        self.rewrite_errors = rewrite_errors
         self.max_body_bytes = max_body_bytes
         self.expected_auth = f"Bearer {api_token}".encode() if api_token else None
 
@@ -104,7 +106,7 @@ class RequestGuard:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if not body:
-            await send_json(send, 400, {"error": 'body: empty; send {"texts": ["..."]}'})
+            await send_json(send, 400, {"error": "body: empty; send a JSON object"})
             return
         replayed = False
 
@@ -115,7 +117,7 @@ class RequestGuard:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, _ClientErrorRewriter(send))
+        await self.app(scope, replay, _ClientErrorRewriter(send) if self.rewrite_errors else send)
 
     async def _too_large(self, send: Send) -> None:
         await send_json(send, 413, {"error": f"body: larger than {self.max_body_bytes} bytes"})

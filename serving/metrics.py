@@ -34,6 +34,9 @@ class Metrics:
         self.batch_texts = Histogram(
             "textclf_batch_texts", "texts per adaptive batch scored by the model", buckets=BATCH_BUCKETS
         )
+        self.logged = Counter("textclf_prediction_log_rows", "predictions logged to the store, by outcome "
+                              "(written, or dropped because the store failed or the queue was full)", ["outcome"])
+        self.feedback = Counter("textclf_feedback_requests", "POST /feedback answers, by status", ["status"])
         self._by_status: dict[int, Any] = {}
         self._by_label: dict[str, Any] = {}
 
@@ -49,6 +52,12 @@ class Metrics:
             if child is None:
                 child = self._by_label[label] = self.predictions.labels(label=label)
             child.inc(n)
+
+    def count_logged(self, outcome: str, n: int) -> None:
+        self.logged.labels(outcome=outcome).inc(n)
+
+    def count_feedback(self, status: int) -> None:
+        self.feedback.labels(status=str(status)).inc()
 
 
 _metrics: Metrics | None = None

@@ -22,6 +22,7 @@ def texts_type(max_texts: int, max_chars: int) -> Any:
 
 
 class Prediction(BaseModel):
+    id: str = Field(description="names this prediction: send it back with the true label to POST /feedback")
     label: str = Field(description="the most probable label")
     score: float = Field(description="probability of that label")
     scores: dict[str, float] = Field(description="probability of every label, in the model's label order")
@@ -42,3 +43,15 @@ class ModelCard(BaseModel):
 
 class ErrorMessage(BaseModel):
     error: str = Field(description="what was wrong with the request, naming the field")
+
+
+class FeedbackRequest(BaseModel):
+    id: str = Field(description="the `id` of a prediction returned by POST /classify")
+    label: str = Field(description="the true label of that text; one of the model's labels (GET /model)")
+
+
+class FeedbackReceipt(BaseModel):
+    id: str
+    label: str = Field(description="the label stored; sending the same id again replaces it")
+    predicted: str = Field(description="what the model answered")
+    model_version: str

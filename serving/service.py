@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from pathlib import Path
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # before bentoml is imported: no usage tracking
 
 import bentoml
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from serving.config import load_config
+from serving.feedback import FeedbackDesk
 from serving.guard import RequestGuard
 from serving.logs import quiet_client_errors
 from serving.metrics import RequestTimer, metrics, render_metrics
 from serving.predictor import OnnxPredictor
 from serving.responses import PredictionsOutput
-from serving.schemas import ErrorMessage, ModelCard, Prediction, texts_type
+from serving.schemas import ErrorMessage, FeedbackReceipt, FeedbackRequest, ModelCard, Prediction, texts_type
 
 logger = logging.getLogger("textclf.serving")
 logger.setLevel(logging.INFO)  # BentoML sets the root logger to WARNING; the load/ready lines are INFO
@@ -57,6 +59,7 @@ class Classifier:
         # instance attribute shadows the (non-data) descriptor.
         self.classify = type(self).classify.__get__(self, type(self))
         self.predictor: OnnxPredictor | None = None
+        self.desk: FeedbackDesk | None = None
         self.ready = False
         bundle = CONFIG.bundle
         try:
@@ -69,6 +72,7 @@ class Classifier:
                          CONFIG.bento_model or bundle, exc)
             return
         self.predictor = predictor
+        self.desk = FeedbackDesk(CONFIG, predictor)
         self.ready = True
         logger.info(
             "textclf: serving %s %s from %s on %s",
@@ -89,19 +93,39 @@ class Classifier:
         output_spec=PredictionsOutput,
     )
     def classify(self, texts: Texts) -> list[Prediction]:  # type: ignore[valid-type]
-        """Classify texts: one {label, score, scores} per text, in input order."""
+        """Classify texts: one {id, label, score, scores} per text, in input order."""
         # Sync on purpose: BentoML runs it in a worker thread and onnxruntime releases the GIL, so the event
         # loop keeps parsing the next requests while a batch is scored.
         if self.predictor is None:
             raise bentoml.exceptions.ServiceUnavailable("model not loaded; see the server log")
-        results = self.predictor.predict(texts)
+        scored = self.predictor.predict(texts)
+        ids = [uuid.uuid4().hex for _ in scored]
+        # The id leads each answer; the logged copy shares the dicts (nothing mutates them afterwards).
+        results = [{"id": pid, **result} for pid, result in zip(ids, scored, strict=True)]
+        if self.desk is not None:
+            self.desk.log(ids, texts, scored)
         counts: dict[str, int] = {}
-        for result in results:
+        for result in scored:
             counts[result["label"]] = counts.get(result["label"], 0) + 1
         stats = metrics()
         stats.count_labels(counts)
         stats.batch_texts.observe(len(texts))
         return results
+
+    @info_app.post(
+        "/feedback",
+        response_model=FeedbackReceipt,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+            "schema": FeedbackRequest.model_json_schema()}}}},
+        responses={400: {"model": ErrorMessage}, 404: {"model": ErrorMessage}, 422: {"model": ErrorMessage},
+                   503: {"model": ErrorMessage}},
+    )
+    async def feedback(self, request: Request):
+        """Record the true label of a prediction (its `id` from POST /classify); the latest label for an id wins."""
+        if self.desk is None:
+            return JSONResponse({"error": "model not loaded; see the server log"}, status_code=503)
+        status, payload = await self.desk.receive(await request.body())
+        return JSONResponse(payload, status_code=status)
 
     @info_app.get("/metrics", response_class=Response, tags=["Infrastructure"])
     def prometheus(self):
@@ -135,4 +159,8 @@ class Classifier:
 Classifier.add_asgi_middleware(RequestTimer, path="/classify")  # outermost of ours: times 4xx answers too
 Classifier.add_asgi_middleware(
     RequestGuard, path="/classify", max_body_bytes=CONFIG.max_body_bytes, api_token=CONFIG.api_token
+)
+Classifier.add_asgi_middleware(  # the same token, type and size checks; its own 4xx bodies already name the field
+    RequestGuard, path="/feedback", max_body_bytes=CONFIG.max_body_bytes, api_token=CONFIG.api_token,
+    rewrite_errors=False,
 )

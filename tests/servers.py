@@ -78,6 +78,8 @@ def _start_server(bundle: Path, log_path: Path, env: Mapping[str, str] | None, b
         "BENTOML_DO_NOT_TRACK": "true",
         "BENTOML_HOME": str(log_path.parent / "bentoml_home"),
         "TEXTCLF_BUNDLE": str(bundle),
+        # The prediction log and feedback go beside the log, never into the checkout's feedback.db.
+        "TEXTCLF_FEEDBACK_URL": f"sqlite:///{log_path.parent / 'feedback.db'}",
         **(env or {}),
     }
     log = log_path.open("wb")

@@ -13,7 +13,8 @@ import yaml
 from pipelines.params import parse_params
 from tests.conftest import REPO, make_texts, tiny_params
 
-COPIED = ("pipelines", "training", "serving", "checks", "dvc.yaml", ".gitignore", ".dvcignore")
+COPIED = ("pipelines", "training", "serving", "monitoring", "checks", "data/feedback", "dvc.yaml", ".gitignore",
+          ".dvcignore")
 
 
 def env(tmp: Path, **extra: str) -> dict[str, str]:

@@ -26,7 +26,8 @@ def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_pat
     source = tmp_path / "src"
     source.mkdir()
     shutil.copy(REPO / "pyproject.toml", source)
-    shutil.copytree(REPO / "serving", source / "serving", ignore=shutil.ignore_patterns("__pycache__"))
+    for package in ("serving", "monitoring"):
+        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     readme = REPO / "README.md"
     (source / "README.md").write_text(readme.read_text() if readme.exists() else "textclf\n")
 
@@ -42,7 +43,7 @@ def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_pat
     python = str(venv / "bin" / "python")
     no_torch = subprocess.run([python, "-c", "import torch"], capture_output=True, text=True, cwd=workdir)
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
-    for heavy in ("lightning", "mlflow", "training"):
+    for heavy in ("lightning", "mlflow", "training", "sklearn", "pandas", "matplotlib"):  # report libraries stay out
         found = subprocess.run([python, "-c", f"import {heavy}"], capture_output=True, cwd=workdir)
         assert found.returncode != 0, f"{heavy} is importable in the serve-only environment"
     env = {"PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
@@ -53,5 +54,7 @@ def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_pat
         assert response.status_code == 200, response.text
         assert [r["label"] for r in response.json()] == [r["label"] for r in predictor.predict(texts)]
         assert httpx.get(server.url + "/model", timeout=10).status_code == 200
+        feedback = {"id": response.json()[0]["id"], "label": predictor.labels[0]}
+        assert httpx.post(server.url + "/feedback", json=feedback, timeout=30).status_code == 200
     finally:
         server.stop()

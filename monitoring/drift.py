@@ -1,0 +1,119 @@
+"""Drift and health checks: a window of logged predictions against the train split.
+
+Each check gives one figure, a stated threshold and a verdict; the window has drifted when any check fails.
+Thresholds are effect sizes, not p-values, so a busy service does not alarm on differences too small to
+matter; bench/RESULTS.md records the false-alarm rate over in-distribution windows and the window size
+each kind of shift needs.
+
+- text: a domain classifier (character 1-2-gram TF-IDF + logistic regression, 5-fold cross-validated ROC AUC)
+  tells reference texts from the window's, as Evidently does for text columns. Characters, not words, so
+  Chinese (no spaces) and English both work. Drift when the AUC clears both 0.55 and a random classifier's
+  AUC by 3 standard deviations for these sample sizes (so small windows need stronger evidence).
+- labels: Jensen-Shannon distance between predicted labels and the train labels (drift at 0.1).
+- confidence: Wasserstein distance between the window's top-label scores and the model's on the test split,
+  in units of the test split's standard deviation (drift at 0.25).
+- length and unknown tokens: the same normalised Wasserstein distance for characters per text, and the gap in
+  the share of tokens the tokenizer maps to [UNK] (drift at 0.02, two points).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+MIN_ROWS = 20  # fewer rows than this in the window: no verdict (exit 2 in pipelines.monitor)
+TEXT_REFERENCE_ROWS = 2000
+THRESHOLDS = {"text_auc_floor": 0.55, "text_auc_sigmas": 3.0, "labels_js": 0.1, "confidence_wasserstein": 0.25,
+              "length_wasserstein": 0.25, "unk_share_gap": 0.02}
+
+
+@dataclass
+class Check:
+    name: str
+    figure: float | None
+    threshold: float | None
+    drifted: bool
+    method: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def null_auc_sigma(n_ref: int, n_cur: int) -> float:
+    """Standard deviation of a random classifier's ROC AUC (Mann-Whitney U under the null)."""
+    return math.sqrt((n_ref + n_cur + 1) / (12.0 * n_ref * n_cur))
+
+
+def text_drift(reference: Sequence[str], current: Sequence[str], seed: int = 0) -> Check:
+    """Domain classifier between reference and current texts, cross-validated ROC AUC."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+    rng = np.random.default_rng(seed)
+    ref = list(reference)
+    if len(ref) > max(len(current), TEXT_REFERENCE_ROWS):
+        ref = [ref[i] for i in rng.choice(len(ref), max(len(current), TEXT_REFERENCE_ROWS), replace=False)]
+    texts = ref + list(current)
+    y = np.r_[np.zeros(len(ref)), np.ones(len(current))]
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    x = vectorizer.fit_transform(texts)
+    classifier = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced")
+    folds = StratifiedKFold(5, shuffle=True, random_state=seed)
+    scores = cross_val_predict(classifier, x, y, cv=folds, method="decision_function")
+    auc = float(roc_auc_score(y, scores))
+    sigma = null_auc_sigma(len(ref), len(current))
+    threshold = max(THRESHOLDS["text_auc_floor"], 0.5 + THRESHOLDS["text_auc_sigmas"] * sigma)
+    classifier.fit(x, y)
+    weights = classifier.coef_[0]
+    names = vectorizer.get_feature_names_out()
+    top = [str(names[i]) for i in np.argsort(-weights)[:15] if weights[i] > 0]
+    return Check("text", auc, threshold, auc > threshold, "domain classifier ROC AUC (char 1-2-gram TF-IDF + "
+                 "logistic regression, 5-fold)", {"reference_rows": len(ref), "current_rows": len(current),
+                                                 "null_sigma": sigma, "marks_current": top})
+
+
+def js_distance(p: np.ndarray, q: np.ndarray) -> float:
+    from scipy.spatial.distance import jensenshannon
+
+    return float(jensenshannon(p, q, base=2))
+
+
+def label_drift(train_labels: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> Check:
+    ref = np.array([sum(1 for x in train_labels if x == lab) for lab in labels], dtype=float)
+    cur = np.array([sum(1 for x in predicted if x == lab) for lab in labels], dtype=float)
+    figure = js_distance(ref / ref.sum(), cur / max(cur.sum(), 1))
+    return Check("labels", figure, THRESHOLDS["labels_js"], figure > THRESHOLDS["labels_js"],
+                 "Jensen-Shannon distance, predicted labels vs train labels",
+                 {"train_share": dict(zip(labels, (ref / ref.sum()).round(4).tolist(), strict=True)),
+                  "current_share": dict(zip(labels, (cur / max(cur.sum(), 1)).round(4).tolist(), strict=True))})
+
+
+def normed_wasserstein(reference: Sequence[float], current: Sequence[float]) -> float:
+    from scipy.stats import wasserstein_distance
+
+    spread = float(np.std(reference)) or 1.0
+    return float(wasserstein_distance(reference, current) / spread)
+
+
+def numeric_drift(name: str, reference: Sequence[float], current: Sequence[float], what: str) -> Check:
+    figure = normed_wasserstein(reference, current)
+    threshold = THRESHOLDS[f"{name}_wasserstein"]
+    return Check(name, figure, threshold, figure > threshold, f"Wasserstein distance / reference std, {what}",
+                 {"reference_mean": float(np.mean(reference)), "current_mean": float(np.mean(current))})
+
+
+def unk_drift(ref_tokens: Sequence[int], ref_unk: Sequence[int], cur_tokens: Sequence[int],
+              cur_unk: Sequence[int]) -> Check:
+    ref_share = sum(ref_unk) / max(sum(ref_tokens), 1)
+    cur_share = sum(cur_unk) / max(sum(cur_tokens), 1)
+    gap = cur_share - ref_share
+    return Check("unk_share", gap, THRESHOLDS["unk_share_gap"], gap > THRESHOLDS["unk_share_gap"],
+                 "share of [UNK] tokens, window minus train split",
+                 {"reference_share": ref_share, "current_share": cur_share})

@@ -1,0 +1,92 @@
+"""Feedback as data: the export and review-queue tables, the DVC-tracked snapshot, and its merge into a corpus.
+
+Feedback reaches training only through the snapshot file (`data/feedback/feedback.parquet`, tracked by
+`dvc add`), so every model can be traced to the exact feedback it saw and `dvc repro` stays reproducible.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from monitoring.store import Store
+
+SNAPSHOT = Path("data/feedback/feedback.parquet")
+EXPORT_COLUMNS = ["id", "text", "label", "predicted", "model_version", "created", "updated", "text_sha256"]
+
+
+def iso(epoch: float) -> str:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def feedback_frame(store: Store) -> pd.DataFrame:
+    """Every feedback row with the text it labels, times as ISO-8601 UTC."""
+    frame = pd.DataFrame(store.feedback(), columns=["id", "text", "text_sha256", "label", "predicted",
+                                                    "model_version", "created", "updated"])
+    for column in ("created", "updated"):
+        frame[column] = [iso(t) for t in frame[column]]
+    return frame[EXPORT_COLUMNS]
+
+
+def review_queue(store: Store, since: float, until: float, limit: int) -> pd.DataFrame:
+    """The window's least confident predictions that nobody has labelled yet, least confident first.
+
+    `label` is left empty for a person to fill in and send back through POST /feedback with the `id`."""
+    labelled = {row["id"] for row in store.feedback()}
+    rows = []
+    for p in store.predictions(since, until, order="score"):
+        if p.id in labelled:
+            continue
+        rows.append({"id": p.id, "text": p.text, "predicted": p.label, "score": round(p.score, 4),
+                     **{f"score_{k}": round(v, 4) for k, v in p.scores.items()},
+                     "model_version": p.model_version, "created": iso(p.created), "label": ""})
+        if len(rows) >= limit:
+            break
+    return pd.DataFrame(rows, columns=None if rows else ["id", "text", "predicted", "score", "model_version",
+                                                           "created", "label"])
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    rows: int
+    without_text: int  # logged with TEXTCLF_LOG_TEXTS=false: nothing to train on
+
+
+def write_snapshot(store: Store, path: Path = SNAPSHOT) -> Snapshot:
+    """Freeze all feedback with text into one Parquet file (replaced each time; DVC keeps the versions)."""
+    frame = feedback_frame(store)
+    has_text = frame["text"].notna() & (frame["text"] != "")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = frame[has_text].sort_values(["created", "id"]).reset_index(drop=True)
+    kept[["id", "text", "label", "predicted", "model_version", "created", "updated"]].to_parquet(path, index=False)
+    return Snapshot(path, len(kept), int((~has_text).sum()))
+
+
+@dataclass(frozen=True)
+class Merged:
+    frame: pd.DataFrame
+    counts: dict[str, int]
+
+
+def merge_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame, normalise) -> Merged:
+    """Corpus rows (text, label) plus feedback rows; a feedback label wins over a corpus label for the same text.
+
+    Texts are compared after `normalise` (the cleaning step's), so the same review typed with full-width
+    punctuation still counts as the same text. For a text labelled twice in feedback the latest label wins."""
+    fb = feedback.assign(key=feedback["text"].map(normalise))
+    fb = fb[fb["key"] != ""].sort_values("updated").drop_duplicates("key", keep="last")
+    truth = dict(zip(fb["key"], fb["label"], strict=True))
+    keys = corpus["text"].map(normalise)
+    in_feedback = keys.isin(truth.keys())
+    new_labels = keys.map(truth)
+    overridden = in_feedback & (new_labels != corpus["label"].map(normalise))
+    merged = corpus.copy()
+    merged.loc[in_feedback, "label"] = new_labels[in_feedback]
+    merged = pd.concat([merged, fb[["text", "label"]]], ignore_index=True)
+    counts = {"rows": len(feedback), "texts": len(fb), "already_in_corpus": int(in_feedback.sum()),
+              "labels_overridden": int(overridden.sum()), "superseded_or_empty": len(feedback) - len(fb)}
+    return Merged(merged, counts)

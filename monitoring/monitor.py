@@ -1,0 +1,94 @@
+"""One monitoring report: a window of logged predictions against the reference the model was trained on.
+
+The reference is the train split (texts, labels, lengths, [UNK] shares through the served tokenizer) plus the
+served model's confidence on the test split: held-out texts, so the confidence a healthy window should show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from monitoring.drift import MIN_ROWS, Check, label_drift, numeric_drift, text_drift, unk_drift
+from monitoring.store import Prediction
+from monitoring.window import Window
+
+
+@dataclass(frozen=True)
+class Reference:
+    texts: list[str]
+    labels: list[str]
+    n_chars: np.ndarray
+    n_tokens: np.ndarray
+    n_unk: np.ndarray
+    confidence: np.ndarray  # the model's top-label probability on the test split
+    model_labels: tuple[str, ...]
+
+
+def token_counts(predictor: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    from serving.predictor import UNK_ID
+
+    ids = predictor.encode(texts)
+    n_tokens = np.array([len(row) if text else 0 for row, text in zip(ids, texts, strict=True)])
+    n_unk = np.array([sum(1 for t in row if t == UNK_ID) if text else 0 for row, text in zip(ids, texts, strict=True)])
+    return n_tokens, n_unk
+
+
+def load_reference(data_dir: Path, predictor: Any) -> Reference:
+    """The train split through the served tokenizer, and the served model's confidence on the test split."""
+    paths = {name: data_dir / f"{name}.parquet" for name in ("train", "test")}
+    missing = [str(p) for p in paths.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} not found: the monitor compares traffic with the train "
+                                "split; run `dvc repro` (or `dvc pull`) first, or pass --data")
+    train, test = pd.read_parquet(paths["train"]), pd.read_parquet(paths["test"])
+    texts = train["text"].astype(str).tolist()
+    n_tokens, n_unk = token_counts(predictor, texts)
+    confidence = predictor.probabilities(test["text"].astype(str).tolist()).max(axis=1)
+    return Reference(texts, train["label"].astype(str).tolist(), np.array([len(t) for t in texts]), n_tokens, n_unk,
+                     confidence, tuple(predictor.labels))
+
+
+def run_checks(reference: Reference, rows: list[Prediction]) -> list[Check]:
+    texts = [p.text for p in rows if p.text]
+    checks = []
+    if len(texts) >= MIN_ROWS:
+        checks.append(text_drift(reference.texts, texts))
+    else:
+        checks.append(Check("text", None, None, False, "domain classifier ROC AUC",
+                            {"skipped": f"{len(texts)} texts logged in the window (texts logged as hashes with "
+                                        f"TEXTCLF_LOG_TEXTS=false are not compared); needs at least {MIN_ROWS}"}))
+    checks.append(label_drift(reference.labels, [p.label for p in rows], reference.model_labels))
+    checks.append(numeric_drift("confidence", reference.confidence, [p.score for p in rows],
+                                "top-label probability vs the model on the test split"))
+    checks.append(numeric_drift("length", reference.n_chars, [p.n_chars for p in rows], "characters per text"))
+    checks.append(unk_drift(reference.n_tokens, reference.n_unk, [p.n_tokens for p in rows], [p.n_unk for p in rows]))
+    return checks
+
+
+def least_confident(rows: list[Prediction], limit: int) -> list[dict[str, Any]]:
+    """The texts a person should label first."""
+    ordered = sorted(rows, key=lambda p: (p.score, p.created))[:limit]
+    return [{"id": p.id, "text": p.text, "predicted": p.label, "score": round(p.score, 4)} for p in ordered]
+
+
+def summarise(span: Window, rows: list[Prediction], checks: list[Check], queue_limit: int = 20) -> dict[str, Any]:
+    """What metrics/monitor.json holds."""
+    versions = sorted({f"{p.model_name} {p.model_version}" for p in rows})
+    return {
+        "window": span.as_dict(),
+        "rows": len(rows),
+        "models": versions,
+        "drift_detected": any(c.drifted for c in checks),
+        "drifted": [c.name for c in checks if c.drifted],
+        "checks": {c.name: c.as_dict() for c in checks},
+        "review_queue": least_confident(rows, queue_limit),
+    }
+
+
+def too_few_rows(rows: list[Prediction]) -> bool:
+    return len(rows) < MIN_ROWS

@@ -1,0 +1,124 @@
+"""Log every prediction without slowing or failing a request.
+
+The request path only appends one tuple per batch to a bounded queue; a daemon thread per worker turns the
+batches into rows and writes them to the store in one transaction every `flush_interval_s`. A store that
+can't be written (full disk, unwritable folder, database down) costs a warning (at most one a minute) and a
+counter of dropped rows, never an error to the client; so does a queue that fills faster than it drains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from monitoring.store import Prediction, Store, StoreError
+
+logger = logging.getLogger("textclf.prediction_log")
+WARN_EVERY_S = 60.0
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class PredictionLogger:
+    """Queue + writer thread in front of `Store.add_predictions`."""
+
+    def __init__(
+        self,
+        store_factory: Callable[[], Store],
+        model_name: str,
+        model_version: str,
+        encode: Callable[[Sequence[str]], list[list[int]]],
+        unk_id: int = 1,
+        log_texts: bool = True,
+        flush_interval_s: float = 0.2,
+        max_queued_batches: int = 10_000,
+        on_dropped: Callable[[int, str], None] | None = None,
+        on_written: Callable[[int], None] | None = None,
+    ) -> None:
+        self.store_factory = store_factory
+        self.model_name, self.model_version = model_name, model_version
+        self.encode, self.unk_id = encode, unk_id
+        self.log_texts = log_texts
+        self.flush_interval_s = flush_interval_s
+        self.on_dropped = on_dropped or (lambda n, why: None)
+        self.on_written = on_written or (lambda n: None)
+        self._queue: queue.Queue[tuple[float, list[str], list[str], list[dict[str, Any]]]] = queue.Queue(
+            max_queued_batches)
+        self._store: Store | None = None
+        self._flushed = threading.Condition()
+        self._pending = 0  # batches taken off the queue but not yet written
+        self._last_warning = 0.0
+        self._thread = threading.Thread(target=self._run, name="textclf-prediction-log", daemon=True)
+        self._thread.start()
+
+    def submit(self, ids: list[str], texts: list[str], results: list[dict[str, Any]]) -> None:
+        """Hand one scored batch over; never blocks, never raises."""
+        try:
+            self._queue.put_nowait((time.time(), ids, texts, results))
+        except queue.Full:
+            self._drop(len(ids), "queue full")
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        """Wait until everything submitted so far is written (or dropped); True if it was in time."""
+        deadline = time.monotonic() + timeout_s
+        with self._flushed:
+            while self._queue.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._flushed.wait(min(left, self.flush_interval_s))
+        return True
+
+    # -- writer thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batches = [self._queue.get()]
+            time.sleep(self.flush_interval_s)  # gather what arrives meanwhile into the same transaction
+            while True:
+                try:
+                    batches.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(batches)
+            except Exception as exc:
+                self._drop(sum(len(b[1]) for b in batches), str(exc))
+            finally:
+                for _ in batches:
+                    self._queue.task_done()
+                with self._flushed:
+                    self._flushed.notify_all()
+
+    def _write(self, batches: list[tuple[float, list[str], list[str], list[dict[str, Any]]]]) -> None:
+        rows = []
+        for created, ids, texts, results in batches:
+            for pid, text, token_ids, result in zip(ids, texts, self.encode(texts), results, strict=True):
+                rows.append(Prediction(
+                    id=pid, created=created, text=text if self.log_texts else None, text_sha256=text_sha256(text),
+                    label=result["label"], score=float(result["score"]), scores=result["scores"],
+                    model_name=self.model_name, model_version=self.model_version, n_chars=len(text),
+                    n_tokens=len(token_ids) if text else 0,
+                    n_unk=sum(1 for t in token_ids if t == self.unk_id) if text else 0,
+                ))
+        if self._store is None:
+            self._store = self.store_factory()
+        try:
+            self.on_written(self._store.add_predictions(rows))
+        except StoreError:
+            self._store.close()  # reopen next time: the folder may have been fixed meanwhile
+            raise
+
+    def _drop(self, n: int, why: str) -> None:
+        self.on_dropped(n, why)
+        now = time.monotonic()
+        if now - self._last_warning >= WARN_EVERY_S:
+            self._last_warning = now
+            logger.warning("textclf: %d prediction(s) not logged (%s); serving goes on. "
+                           "Fix the store or set TEXTCLF_LOG_PREDICTIONS=false", n, why)

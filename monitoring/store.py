@@ -1,0 +1,207 @@
+"""The production store: every logged prediction and every feedback label, in SQLite (default) or PostgreSQL.
+
+One module behind both the service (which writes) and `pipelines.feedback` / `pipelines.monitor` (which
+read). Plain DB-API (sqlite3 from the standard library, psycopg2 for PostgreSQL) keeps the serving image
+light. Times are UTC epoch seconds (a float) in both databases, so window queries need no dialect.
+
+Feedback is committed before the caller answers: SQLite runs in WAL mode with `synchronous=FULL`, so a
+committed row survives a SIGKILL (and a power cut); several worker processes share the file safely.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_URL = "sqlite:///feedback.db"  # at the repo root, beside mlflow.db
+
+PREDICTION_COLUMNS = (
+    "id", "created", "text", "text_sha256", "label", "score", "scores", "model_name", "model_version",
+    "n_chars", "n_tokens", "n_unk",
+)
+FEEDBACK_COLUMNS = ("id", "text", "text_sha256", "label", "predicted", "model_version", "created", "updated")
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS predictions (
+        id TEXT PRIMARY KEY, created DOUBLE PRECISION NOT NULL, text TEXT, text_sha256 TEXT NOT NULL,
+        label TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, scores TEXT NOT NULL, model_name TEXT NOT NULL,
+        model_version TEXT NOT NULL, n_chars INTEGER NOT NULL, n_tokens INTEGER NOT NULL, n_unk INTEGER NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created)",
+    """CREATE TABLE IF NOT EXISTS feedback (
+        id TEXT PRIMARY KEY, text TEXT, text_sha256 TEXT NOT NULL, label TEXT NOT NULL, predicted TEXT NOT NULL,
+        model_version TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL)""",
+)
+
+
+class StoreError(RuntimeError):
+    """The store URL is malformed, or the database can't be reached or written."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One logged prediction, as the service saw it."""
+
+    id: str
+    created: float
+    text: str | None
+    text_sha256: str
+    label: str
+    score: float
+    scores: dict[str, float]
+    model_name: str
+    model_version: str
+    n_chars: int
+    n_tokens: int
+    n_unk: int
+
+    def row(self) -> tuple[Any, ...]:
+        return (self.id, self.created, self.text, self.text_sha256, self.label, self.score,
+                json.dumps(self.scores, ensure_ascii=False), self.model_name, self.model_version,
+                self.n_chars, self.n_tokens, self.n_unk)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Prediction:
+        values = dict(zip(PREDICTION_COLUMNS, row, strict=True))
+        values["scores"] = json.loads(values["scores"])
+        return cls(**values)
+
+
+def _sqlite_path(url: str) -> Path:
+    path = url.removeprefix("sqlite:///")
+    if not path or path == url:
+        raise StoreError(f"{url!r}: a SQLite store URL looks like sqlite:///feedback.db (relative) or "
+                         "sqlite:////abs/path/feedback.db")
+    return Path(path)
+
+
+class Store:
+    """A connection to the production store; thread-safe (one lock around one connection)."""
+
+    def __init__(self, url: str = DEFAULT_URL, timeout_s: float = 10.0) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.dialect = "sqlite" if url.startswith("sqlite:") else "postgresql"
+        if self.dialect == "postgresql" and not url.startswith(("postgresql://", "postgres://")):
+            raise StoreError(f"{url!r}: use sqlite:///PATH or postgresql://user:password@host:port/db")
+        self._lock = threading.Lock()
+        self._conn: Any = None
+        with self._cursor() as cur:
+            for statement in SCHEMA:
+                cur.execute(statement)
+
+    # -- connection ---------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        try:
+            if self.dialect == "sqlite":
+                path = _sqlite_path(self.url)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(str(path), timeout=self.timeout_s, check_same_thread=False,
+                                       isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")  # readers never block the writers of other workers
+                conn.execute("PRAGMA synchronous=FULL")  # a committed feedback row survives a crash
+                return conn
+            import psycopg2  # only for PostgreSQL stores
+
+            conn = psycopg2.connect(self.url, connect_timeout=max(1, int(self.timeout_s)))
+            conn.autocommit = True
+            return conn
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"cannot open the store {self.redacted_url}: {exc}") from exc
+
+    @property
+    def redacted_url(self) -> str:
+        """The URL without a password, for logs and errors."""
+        if "@" not in self.url:
+            return self.url
+        scheme, rest = self.url.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+
+    @contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A cursor inside one transaction; on a broken connection the next call reconnects."""
+        with self._lock:
+            if self._conn is None:
+                self._conn = self._connect()
+            cur = self._conn.cursor()
+            try:
+                cur.execute("BEGIN")
+                yield cur
+                cur.execute("COMMIT")
+            except Exception as exc:
+                try:
+                    cur.execute("ROLLBACK")
+                except Exception:  # the connection itself is gone: drop it, reconnect next time
+                    self._drop_connection()
+                if isinstance(exc, StoreError):
+                    raise
+                raise StoreError(f"store {self.redacted_url}: {exc}") from exc
+            finally:
+                with suppress(Exception):
+                    cur.close()
+
+    def _drop_connection(self) -> None:
+        with suppress(Exception):
+            self._conn.close()
+        self._conn = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._drop_connection()
+
+    def _sql(self, statement: str) -> str:
+        return statement if self.dialect == "sqlite" else statement.replace("?", "%s")
+
+    # -- predictions --------------------------------------------------------------------------------
+    def add_predictions(self, predictions: Iterable[Prediction]) -> int:
+        rows = [p.row() for p in predictions]
+        if rows:
+            marks = ", ".join("?" * len(PREDICTION_COLUMNS))
+            statement = self._sql(f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) VALUES ({marks}) "
+                                  "ON CONFLICT (id) DO NOTHING")
+            with self._cursor() as cur:
+                cur.executemany(statement, rows)
+        return len(rows)
+
+    def prediction(self, prediction_id: str) -> Prediction | None:
+        with self._cursor() as cur:
+            cur.execute(self._sql(f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions WHERE id = ?"),
+                        (prediction_id,))
+            row = cur.fetchone()
+        return Prediction.from_row(row) if row else None
+
+    def predictions(self, since: float, until: float, order: str = "created") -> list[Prediction]:
+        """Predictions logged in [since, until), oldest first (or `order='score'`: least confident first)."""
+        order_by = {"created": "created, id", "score": "score, created, id"}[order]
+        with self._cursor() as cur:
+            cur.execute(self._sql(f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions "
+                                  f"WHERE created >= ? AND created < ? ORDER BY {order_by}"), (since, until))
+            rows = cur.fetchall()
+        return [Prediction.from_row(row) for row in rows]
+
+    # -- feedback -----------------------------------------------------------------------------------
+    def add_feedback(self, prediction: Prediction, label: str) -> None:
+        """Store (or replace: the latest label wins) the true label of a logged prediction; committed on return."""
+        now = time.time()
+        statement = self._sql(
+            f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))}) "
+            "ON CONFLICT (id) DO UPDATE SET label = excluded.label, updated = excluded.updated")
+        with self._cursor() as cur:
+            cur.execute(statement, (prediction.id, prediction.text, prediction.text_sha256, label, prediction.label,
+                                    prediction.model_version, now, now))
+
+    def feedback(self) -> list[dict[str, Any]]:
+        """Every feedback row, oldest first."""
+        with self._cursor() as cur:
+            cur.execute(f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback ORDER BY created, id")
+            rows = cur.fetchall()
+        return [dict(zip(FEEDBACK_COLUMNS, row, strict=True)) for row in rows]

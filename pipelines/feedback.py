@@ -1,0 +1,92 @@
+"""Production feedback as files: export it, queue what a person should label next, snapshot it for training.
+
+  python -m pipelines.feedback export feedback.csv          every feedback row with the text it labels
+  python -m pipelines.feedback queue to_label.csv --limit 100   least confident unlabelled predictions
+  python -m pipelines.feedback snapshot                     data/feedback/feedback.parquet, tracked by DVC
+
+The store is TEXTCLF_FEEDBACK_URL (what the service writes to), or --store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from monitoring.feedback_data import SNAPSHOT, feedback_frame, review_queue, write_snapshot
+from monitoring.store import Store
+from monitoring.window import store_url, window
+from pipelines.cli import run
+
+log = logging.getLogger("textclf.feedback")
+
+
+def write_table(frame: pd.DataFrame, path: Path) -> None:
+    """CSV (UTF-8, opens in a spreadsheet), JSONL or Parquet, by the file's ending."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    elif suffix in (".jsonl", ".ndjson"):
+        frame.to_json(path, orient="records", lines=True, force_ascii=False)
+    elif suffix in (".csv", ".tsv"):
+        frame.to_csv(path, index=False, sep="\t" if suffix == ".tsv" else ",", encoding="utf-8")
+    else:
+        raise ValueError(f"{path}: write .csv, .tsv, .jsonl or .parquet")
+
+
+def dvc_add(path: Path) -> bool:
+    """`dvc add` the snapshot when this is a DVC repo, so the data is versioned and `dvc repro` sees it."""
+    if not Path(".dvc").is_dir():
+        return False
+    done = subprocess.run([sys.executable, "-m", "dvc", "add", "-q", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ValueError(f"dvc add {path} failed: {done.stderr.strip() or done.stdout.strip()}")
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", help="store URL (default: TEXTCLF_FEEDBACK_URL, else sqlite:///feedback.db)")
+    sub = p.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="every feedback row with its text")
+    export.add_argument("output", type=Path)
+    queue = sub.add_parser("queue", help="the least confident predictions nobody has labelled yet")
+    queue.add_argument("output", type=Path)
+    queue.add_argument("--limit", type=int, default=100)
+    queue.add_argument("--since", help="ISO-8601 start (default: 24 hours before --until)")
+    queue.add_argument("--until", help="ISO-8601 end (default: now)")
+    snapshot = sub.add_parser("snapshot", help=f"freeze the feedback into {SNAPSHOT} and dvc add it")
+    snapshot.add_argument("--out", type=Path, default=SNAPSHOT)
+    snapshot.add_argument("--no-dvc", action="store_true", help="write the file only")
+    args = p.parse_args()
+    if args.command == "queue" and args.limit < 1:
+        raise ValueError("--limit must be at least 1")
+
+    store = Store(store_url(args.store))
+    if args.command == "export":
+        frame = feedback_frame(store)
+        write_table(frame, args.output)
+        log.info("feedback: %d row(s) written to %s", len(frame), args.output)
+    elif args.command == "queue":
+        span = window(args.since, args.until)
+        frame = review_queue(store, span.since, span.until, args.limit)
+        write_table(frame, args.output)
+        log.info("feedback: %d prediction(s) to label written to %s (%s to %s); fill in 'label' and POST each "
+                 "{id, label} to /feedback", len(frame), args.output, *span.as_dict().values())
+    else:
+        snap = write_snapshot(store, args.out)
+        if snap.without_text:
+            log.warning("feedback: %d row(s) have no text (logged with TEXTCLF_LOG_TEXTS=false) and are left "
+                        "out", snap.without_text)
+        tracked = not args.no_dvc and dvc_add(snap.path)
+        log.info("feedback: %d row(s) frozen into %s%s", snap.rows, snap.path,
+                 f"; commit it: git add {snap.path.parent} && git commit, then dvc push" if tracked else "")
+
+
+if __name__ == "__main__":
+    run(main)

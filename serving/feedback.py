@@ -1,0 +1,107 @@
+"""The service's side of the production loop: log each prediction, take feedback on it.
+
+One `FeedbackDesk` per worker. Predictions go through `monitoring.prediction_log` (never blocking a request);
+feedback is validated here and committed to `monitoring.store` before POST /feedback answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+from monitoring.prediction_log import PredictionLogger
+from monitoring.store import Prediction, Store, StoreError
+from serving.config import ServingConfig
+from serving.metrics import metrics
+from serving.predictor import UNK_ID, OnnxPredictor
+
+logger = logging.getLogger("textclf.serving")
+MAX_ID_CHARS = 64
+
+
+class FeedbackDesk:
+    def __init__(self, config: ServingConfig, predictor: OnnxPredictor) -> None:
+        self.config = config
+        self.labels = predictor.labels
+        self._store: Store | None = None
+        self.log_predictions = config.log_predictions
+        self.prediction_log: PredictionLogger | None = None
+        if config.log_predictions:
+            self.prediction_log = PredictionLogger(
+                self.store, predictor.info.model_name, predictor.info.version, predictor.encode, UNK_ID,
+                log_texts=config.log_texts, flush_interval_s=config.log_flush_interval_s,
+                on_dropped=lambda n, why: metrics().count_logged("dropped", n),
+                on_written=lambda n: metrics().count_logged("written", n),
+            )
+
+    def store(self) -> Store:
+        """The store, opened on first use (an unreachable store must not keep the service from starting)."""
+        if self._store is None:
+            self._store = Store(self.config.feedback_url)
+        return self._store
+
+    def log(self, ids: list[str], texts: list[str], results: list[dict[str, Any]]) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.submit(ids, texts, results)
+
+    async def receive(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON payload) for one POST /feedback body."""
+        status, payload = self._parse(body)
+        if status == 200:
+            status, payload = await asyncio.to_thread(self._store_feedback, payload["id"], payload["label"])
+        metrics().count_feedback(status)
+        return status, payload
+
+    def _parse(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            request = json.loads(body)
+        except ValueError as exc:
+            return 400, {"error": f"body: not valid JSON ({exc}); send {{\"id\": \"...\", \"label\": \"...\"}}"}
+        if not isinstance(request, dict):
+            return 400, {"error": f"body: must be a JSON object with 'id' and 'label', got {type(request).__name__}"}
+        for field in ("id", "label"):
+            if field not in request:
+                return 422, {"error": f"{field}: missing; send {{\"id\": \"...\", \"label\": \"...\"}}"}
+            if not isinstance(request[field], str) or not request[field]:
+                return 422, {"error": f"{field}: must be a non-empty string"}
+        unknown = sorted(set(request) - {"id", "label"})
+        if unknown:
+            return 422, {"error": f"{unknown[0]}: unexpected field; send only 'id' and 'label'"}
+        if request["label"] not in self.labels:
+            return 422, {"error": f"label: {request['label']!r} is not a label of the model; use one of: "
+                                  f"{', '.join(self.labels)}", "labels": list(self.labels)}
+        if len(request["id"]) > MAX_ID_CHARS:
+            return 404, {"error": f"id: no prediction has the id {request['id'][:MAX_ID_CHARS]!r}..."}
+        return 200, request
+
+    def _store_feedback(self, prediction_id: str, label: str) -> tuple[int, dict[str, Any]]:
+        try:
+            prediction = self._find(prediction_id)
+            if prediction is None:
+                why = ("prediction logging is off (TEXTCLF_LOG_PREDICTIONS=false), so no id can be matched"
+                       if not self.log_predictions else "send an id returned by POST /classify")
+                return 404, {"error": f"id: no logged prediction has the id {prediction_id!r}; {why}"}
+            self.store().add_feedback(prediction, label)
+        except StoreError as exc:
+            logger.warning("textclf: feedback not stored: %s", exc)
+            return 503, {"error": f"the feedback store is unavailable, nothing was stored; try again ({exc})"}
+        return 200, {"id": prediction.id, "label": label, "predicted": prediction.label,
+                     "model_version": prediction.model_version}
+
+    def _find(self, prediction_id: str) -> Prediction | None:
+        """The logged prediction; one just answered may still be on its way to the store, so wait a moment."""
+        store = self.store()
+        found = store.prediction(prediction_id)
+        if found is not None or self.prediction_log is None:
+            return found
+        self.prediction_log.flush()  # this worker's own queue
+        # Another worker may hold it: its writer commits within one flush interval.
+        deadline = time.monotonic() + 2 * self.config.log_flush_interval_s + 0.5
+        while found is None and time.monotonic() < deadline:
+            found = store.prediction(prediction_id)
+            if found is None:
+                time.sleep(0.05)
+        return found
