@@ -43,6 +43,10 @@ class FeedbackDesk:
             self._store = Store(self.config.feedback_url)
         return self._store
 
+    def close(self) -> None:
+        if self.prediction_log is not None:
+            self.prediction_log.flush(timeout_s=10)
+
     def log(self, ids: list[str], texts: list[str], results: list[dict[str, Any]]) -> None:
         if self.prediction_log is not None:
             self.prediction_log.submit(ids, texts, results)

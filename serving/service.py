@@ -85,6 +85,12 @@ class Classifier:
     def __is_ready__(self) -> bool:
         return self.ready
 
+    @bentoml.on_shutdown
+    def flush_prediction_log(self) -> None:
+        """A graceful stop (SIGTERM, a rolling restart) writes the predictions still queued."""
+        if self.desk is not None:
+            self.desk.close()
+
     @bentoml.api(
         route="/classify",
         batchable=True,

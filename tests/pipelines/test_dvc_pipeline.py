@@ -10,6 +10,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.conftest import make_texts
 from tests.pipelines.project import env, make_project, read_params, sh, write_params
 from tests.servers import VENV_BIN, Server, free_port
 
@@ -381,3 +383,94 @@ def test_packaged_champion_is_served_from_the_bentoml_store(project, tmp_path):
         assert [set(item["scores"]) for item in answer.json()] == [{"neg", "pos"}] * 2
     finally:
         server.stop()
+
+
+# --- the production loop on this project's champion: logged traffic → monitor → feedback → snapshot → repro ---
+
+@pytest.fixture(scope="module")
+def served(project, tmp_path_factory):
+    """The champion served as `make serve` does, its prediction log and feedback in a store of its own."""
+    from tests.servers import start_server
+
+    logs = tmp_path_factory.mktemp("served")
+    server = start_server(project / "artifacts/bundle", logs / "serve.log", env={"TEXTCLF_WORKERS": "1"})
+    yield server, f"sqlite:///{logs / 'feedback.db'}"
+    server.stop()
+
+
+def iso(epoch: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def send(server: Server, texts: list[str]) -> tuple[list[dict], str, str]:
+    """Classify `texts` in requests of 16; (answers, window start, window end) around the traffic."""
+    start = time.time()
+    answers = []
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for i in range(0, len(texts), 16):
+            response = http.post("/classify", json={"texts": texts[i : i + 16]})
+            assert response.status_code == 200, response.text
+            answers += response.json()
+    time.sleep(1.0)  # the writer thread commits within its 0.2 s flush interval
+    return answers, iso(start), iso(time.time())
+
+
+def monitor(project: Path, store: str, since: str, until: str) -> tuple[int, dict]:
+    done = sh(project, sys.executable, "-m", "pipelines.monitor", "--store", store, "--since", since, "--until", until,
+              check=False)
+    assert done.returncode in (0, 1), done.stderr[-3000:]
+    return done.returncode, json.loads((project / "metrics/monitor.json").read_text())
+
+
+def test_monitor_flags_another_domain_and_one_class_but_not_held_out_traffic(project, served):
+    from training.unlabelled import peoples_daily_sentences
+
+    server, store = served
+    held_out = pd.concat([pd.read_parquet(project / f"data/processed/{s}.parquet") for s in ("val", "test")])
+    one_class = make_texts(40, ("neg",), seed=11)["text"].tolist()
+    verdicts = {}
+    for name, texts in [("held-out", held_out["text"].tolist()), ("one class", one_class),
+                        ("news", peoples_daily_sentences()[:60])]:
+        _, since, until = send(server, texts)
+        code, summary = monitor(project, store, since, until)
+        assert summary["rows"] == len(texts) and summary["window"]["since"] <= summary["window"]["until"]
+        assert set(summary["checks"]) == {"text", "labels", "confidence", "length", "unk_share"}
+        assert (project / summary["report"]).is_file() and len(summary["review_queue"]) == 20
+        verdicts[name] = (code, summary["drift_detected"], set(summary["drifted"]))
+    assert verdicts["held-out"] == (0, False, set())
+    assert verdicts["one class"][:2] == (1, True) and "labels" in verdicts["one class"][2]
+    assert verdicts["news"][:2] == (1, True) and "text" in verdicts["news"][2]
+    experiment = client(project).get_experiment_by_name("textclf-corpus-monitoring")
+    runs = client(project).search_runs([experiment.experiment_id])
+    assert len(runs) == 3 and all(r.data.metrics["rows"] > 0 for r in runs)
+    assert next(a.path for a in client(project).list_artifacts(runs[0].info.run_id)).endswith(".html")
+    empty = sh(project, sys.executable, "-m", "pipelines.monitor", "--store", store, "--since", "2020-01-01",
+               "--until", "2020-01-02", check=False)
+    assert empty.returncode == 2 and "widen --since" in empty.stderr
+
+
+def test_feedback_snapshot_reaches_the_next_repro_and_then_it_is_a_no_op(project, served):
+    server, store = served
+    sh(project, "dvc", "repro", "preprocess")  # whatever earlier tests left stale, settle it first
+    train = pd.read_parquet(project / "data/processed/train.parquet")
+    flipped_text, old_label = train.iloc[0]["text"], train.iloc[0]["label"]
+    new_label = "neg" if old_label == "pos" else "pos"
+    fresh = make_texts(15, seed=23)
+    answers, _, _ = send(server, [flipped_text, *fresh["text"]])
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        for answer, label in zip(answers, [new_label, *fresh["label"]], strict=True):
+            assert http.post("/feedback", json={"id": answer["id"], "label": label}).status_code == 200
+    before = (project / "dvc.lock").read_text()
+    sh(project, sys.executable, "-m", "pipelines.feedback", "--store", store, "snapshot")
+    assert (project / "data/feedback/feedback.parquet.dvc").is_file()  # a user commits it
+    out = sh(project, "dvc", "repro", "preprocess").stdout
+    assert ran(out) == {"ingest", "preprocess"}
+    assert (project / "dvc.lock").read_text() != before
+    report = json.loads((project / "data/processed/report.json").read_text())
+    assert report["feedback"]["rows"] == 1 + len(fresh) and report["feedback"]["labels_overridden"] == 1
+    splits = pd.concat([pd.read_parquet(project / f"data/processed/{s}.parquet") for s in ("train", "val", "test")])
+    labels = dict(zip(splits["text"], splits["label"], strict=True))
+    assert labels[flipped_text] == new_label and all(t in labels for t in fresh["text"])
+    assert ran(sh(project, "dvc", "repro", "preprocess").stdout) == set()

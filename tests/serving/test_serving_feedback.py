@@ -152,7 +152,8 @@ def test_hashed_texts_and_a_broken_store_never_fail_a_request(bundle: Path, tmp_
             deadline = time.monotonic() + 10  # the writer thread gives up within a flush interval or two
             while 'outcome="dropped"' not in http.get("/metrics").text and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert 'textclf_prediction_log_rows_total{outcome="dropped"} 20.0' in http.get("/metrics").text  # 5 x 4 texts
+            dropped = 'textclf_prediction_log_rows_total{outcome="dropped"} 20.0'  # 5 requests x 4 texts
+            assert dropped in http.get("/metrics").text
         assert "not logged" in broken.log() and "Traceback" not in broken.log()
     finally:
         hashed.stop()

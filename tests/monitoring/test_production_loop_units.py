@@ -1,0 +1,117 @@
+"""The production loop's parts on their own: the store, the prediction log, the feedback merge, the checks."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from monitoring.drift import label_drift, null_auc_sigma, numeric_drift, text_drift, unk_drift
+from monitoring.feedback_data import merge_feedback, review_queue, write_snapshot
+from monitoring.prediction_log import PredictionLogger
+from monitoring.store import Prediction, Store, StoreError
+from monitoring.window import parse_time, window
+from tests.conftest import make_texts
+from training.cleaning import normalise
+
+
+def prediction(pid: str, text: str = "好", label: str = "pos", score: float = 0.9,
+               created: float = 100.0) -> Prediction:
+    return Prediction(pid, created, text, "0" * 64, label, score, {"pos": score, "neg": 1 - score}, "m", "3",
+                      len(text), len(text), 0)
+
+
+def test_store_keeps_predictions_and_the_latest_feedback(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'sub' / 'fb.db'}")
+    store.add_predictions([prediction("a", score=0.6, created=10), prediction("b", score=0.99, created=20)])
+    store.add_predictions([prediction("a", label="neg")])  # an id is logged once
+    assert store.prediction("a").label == "pos" and store.prediction("zzz") is None
+    assert [p.id for p in store.predictions(0, 15)] == ["a"]
+    store.add_feedback(store.prediction("a"), "neg")
+    store.add_feedback(store.prediction("a"), "pos")
+    assert [(r["id"], r["label"], r["predicted"]) for r in store.feedback()] == [("a", "pos", "pos")]
+    queue = review_queue(store, 0, 100, limit=5)
+    assert list(queue["id"]) == ["b"]  # "a" already has a label
+
+
+def test_bad_store_urls_say_what_a_url_looks_like() -> None:
+    with pytest.raises(StoreError, match="postgresql://"):
+        Store("mysql://x")
+    with pytest.raises(StoreError, match=r"sqlite:///feedback\.db"):
+        Store("sqlite://")
+
+
+def test_prediction_log_drops_and_counts_when_the_store_fails(tmp_path: Path) -> None:
+    dropped, written = [], []
+
+    def broken() -> Store:
+        raise StoreError("disk full")
+
+    log = PredictionLogger(broken, "m", "1", lambda texts: [[2] for _ in texts], flush_interval_s=0.01,
+                           on_dropped=lambda n, why: dropped.append((n, why)), on_written=written.append)
+    log.submit(["a", "b"], ["x", "y"], [{"label": "pos", "score": 0.9, "scores": {"pos": 0.9, "neg": 0.1}}] * 2)
+    assert log.flush(5)
+    assert dropped == [(2, "disk full")] and written == []
+
+    good = PredictionLogger(lambda: Store(f"sqlite:///{tmp_path / 'fb.db'}"), "m", "1",
+                            lambda texts: [[1, 2] for _ in texts], log_texts=False, flush_interval_s=0.01)
+    good.submit(["c"], ["secret"], [{"label": "neg", "score": 0.7, "scores": {"pos": 0.3, "neg": 0.7}}])
+    assert good.flush(5)
+    logged = Store(f"sqlite:///{tmp_path / 'fb.db'}").prediction("c")
+    assert logged.text is None and (logged.n_tokens, logged.n_unk, logged.n_chars) == (2, 1, 6)
+
+
+def test_feedback_wins_over_the_corpus_label_and_the_latest_feedback_wins() -> None:
+    corpus = pd.DataFrame({"text": ["好看", "太差", "一般"], "label": ["pos", "neg", "pos"]})
+    feedback = pd.DataFrame({"text": ["一般 ", "新的", "新的"], "label": ["neg", "pos", "neg"],
+                             "updated": ["2026-01-01", "2026-01-01", "2026-01-02"]})
+    merged = merge_feedback(corpus, feedback, normalise)
+    labels = dict(zip(merged.frame["text"].map(normalise), merged.frame["label"], strict=True))
+    assert labels == {"好看": "pos", "太差": "neg", "一般": "neg", "新的": "neg"}
+    assert merged.counts == {"rows": 3, "texts": 2, "already_in_corpus": 1, "labels_overridden": 1,
+                             "superseded_or_empty": 1}
+
+
+def test_snapshot_leaves_out_feedback_without_text(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'fb.db'}")
+    store.add_predictions([prediction("a", text="好"), Prediction(**{**prediction("b").__dict__, "text": None})])
+    for pid in ("a", "b"):
+        store.add_feedback(store.prediction(pid), "neg")
+    snap = write_snapshot(store, tmp_path / "data/feedback/feedback.parquet")
+    assert (snap.rows, snap.without_text) == (1, 1)
+    assert pd.read_parquet(snap.path)[["id", "text", "label"]].values.tolist() == [["a", "好", "neg"]]
+
+
+def test_text_drift_tells_another_domain_from_the_same_one() -> None:
+    reference = make_texts(150, seed=1)["text"].tolist()
+    same = make_texts(60, seed=2)["text"].tolist()
+    other = [f"国务院召开常务会议，研究部署第{i}项经济工作" for i in range(120)]
+    calm, shifted = text_drift(reference, same), text_drift(reference, other)
+    assert not calm.drifted and calm.figure < calm.threshold
+    assert shifted.drifted and shifted.figure > 0.9
+    assert calm.threshold == pytest.approx(max(0.55, 0.5 + 3 * null_auc_sigma(300, 120)))  # capped reference
+
+
+def test_label_confidence_length_and_unk_checks() -> None:
+    train = ["pos"] * 50 + ["neg"] * 50
+    assert not label_drift(train, ["pos"] * 26 + ["neg"] * 24, ("neg", "pos")).drifted
+    assert label_drift(train, ["neg"] * 50, ("neg", "pos")).drifted
+    rng = np.random.default_rng(0)
+    reference = rng.beta(8, 1, 2000)
+    assert not numeric_drift("confidence", reference, rng.beta(8, 1, 300), "x").drifted
+    assert numeric_drift("confidence", reference, rng.beta(2, 2, 300), "x").drifted
+    assert unk_drift([10] * 10, [0] * 10, [10] * 10, [3] * 10).drifted
+    assert not unk_drift([10] * 10, [0] * 10, [10] * 10, [0] * 10).drifted
+
+
+def test_windows_default_to_the_last_day_and_name_bad_bounds() -> None:
+    span = window(None, None)
+    assert span.until - span.since == pytest.approx(24 * 3600) and abs(span.until - time.time()) < 5
+    assert parse_time("2026-12-04", "--since") == parse_time("2026-12-04T00:00:00Z", "--since")
+    with pytest.raises(ValueError, match="--since"):
+        window("yesterday", None)
+    with pytest.raises(ValueError, match="before --until"):
+        window("2026-12-05", "2026-12-04")
