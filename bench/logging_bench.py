@@ -1,7 +1,7 @@
 """What logging every prediction costs: the champion served with TEXTCLF_LOG_PREDICTIONS on and off, same run.
 
 wrk with 32 connections posts real reviews; the two settings alternate (on, off, on, off, ...) so a machine
-that speeds up or slows down during the run weighs on both. Also counts the logged rows against the texts
+that speeds up or slows down during the run weighs on both; medians of the rounds are compared. Also counts the logged rows against the texts
 answered, so a fast but lossy log would show. Writes bench/results/logging.json.
 
     python -m bench.logging_bench --bundle artifacts/bundle
@@ -52,8 +52,9 @@ def main() -> None:
         bodies = write_bodies(work / f"bodies-{per_request}.jsonl", texts, per_request)
         runs = [measure(args.bundle, work, log_on, bodies, args.seconds, i)
                 for i in range(args.rounds) for log_on in (True, False)]
-        on = statistics.mean(r["rps"] for r in runs if r["log"])
-        off = statistics.mean(r["rps"] for r in runs if not r["log"])
+        # Medians: one round disturbed by the machine (it happens on a shared 2-core box) moves neither.
+        on = statistics.median(r["rps"] for r in runs if r["log"])
+        off = statistics.median(r["rps"] for r in runs if not r["log"])
         results[str(per_request)] = {"runs": runs, "rps_on": on, "rps_off": off, "ratio": on / off}
         print(f"{per_request} text(s)/request: logging on {on:.1f} req/s, off {off:.1f} req/s, ratio {on / off:.3f}",
               file=sys.stderr)

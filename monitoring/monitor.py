@@ -16,6 +16,7 @@ import pandas as pd
 from monitoring.drift import MIN_ROWS, Check, label_drift, numeric_drift, text_drift, unk_drift
 from monitoring.store import Prediction
 from monitoring.window import Window
+from training.cleaning import normalise
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def load_reference(data_dir: Path, predictor: Any) -> Reference:
 
 
 def run_checks(reference: Reference, rows: list[Prediction]) -> list[Check]:
-    texts = [p.text for p in rows if p.text]
+    # The train split was normalised (NFKC, one space) in preprocess; traffic arrives raw. Normalise it the
+    # same way, or full-width punctuation alone would tell the two apart.
+    texts = [normalise(p.text) for p in rows if p.text]
     checks = []
     if len(texts) >= MIN_ROWS:
         checks.append(text_drift(reference.texts, texts))

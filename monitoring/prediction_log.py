@@ -13,13 +13,15 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from monitoring.store import Prediction, Store, StoreError
 
 logger = logging.getLogger("textclf.prediction_log")
 WARN_EVERY_S = 60.0
+# (time, ids, texts, answers, token ids): one scored batch as the service hands it over
+Batch = tuple[float, list[str], list[str], list[dict[str, Any]], list[list[int]]]
 
 
 def text_sha256(text: str) -> str:
@@ -34,7 +36,6 @@ class PredictionLogger:
         store_factory: Callable[[], Store],
         model_name: str,
         model_version: str,
-        encode: Callable[[Sequence[str]], list[list[int]]],
         unk_id: int = 1,
         log_texts: bool = True,
         flush_interval_s: float = 0.2,
@@ -44,13 +45,12 @@ class PredictionLogger:
     ) -> None:
         self.store_factory = store_factory
         self.model_name, self.model_version = model_name, model_version
-        self.encode, self.unk_id = encode, unk_id
+        self.unk_id = unk_id
         self.log_texts = log_texts
         self.flush_interval_s = flush_interval_s
         self.on_dropped = on_dropped or (lambda n, why: None)
         self.on_written = on_written or (lambda n: None)
-        self._queue: queue.Queue[tuple[float, list[str], list[str], list[dict[str, Any]]]] = queue.Queue(
-            max_queued_batches)
+        self._queue: queue.Queue[Batch] = queue.Queue(max_queued_batches)
         self._store: Store | None = None
         self._flushed = threading.Condition()
         self._pending = 0  # batches taken off the queue but not yet written
@@ -58,10 +58,11 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._run, name="textclf-prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, ids: list[str], texts: list[str], results: list[dict[str, Any]]) -> None:
-        """Hand one scored batch over; never blocks, never raises."""
+    def submit(self, ids: list[str], texts: list[str], results: list[dict[str, Any]],
+               token_ids: list[list[int]]) -> None:
+        """Hand one scored batch over (with the token ids the model read); never blocks, never raises."""
         try:
-            self._queue.put_nowait((time.time(), ids, texts, results))
+            self._queue.put_nowait((time.time(), ids, texts, results, token_ids))
         except queue.Full:
             self._drop(len(ids), "queue full")
 
@@ -96,16 +97,16 @@ class PredictionLogger:
                 with self._flushed:
                     self._flushed.notify_all()
 
-    def _write(self, batches: list[tuple[float, list[str], list[str], list[dict[str, Any]]]]) -> None:
+    def _write(self, batches: list[Batch]) -> None:
         rows = []
-        for created, ids, texts, results in batches:
-            for pid, text, token_ids, result in zip(ids, texts, self.encode(texts), results, strict=True):
+        for created, ids, texts, results, encoded in batches:
+            for pid, text, token_ids, result in zip(ids, texts, encoded, results, strict=True):
                 rows.append(Prediction(
                     id=pid, created=created, text=text if self.log_texts else None, text_sha256=text_sha256(text),
                     label=result["label"], score=float(result["score"]), scores=result["scores"],
                     model_name=self.model_name, model_version=self.model_version, n_chars=len(text),
                     n_tokens=len(token_ids) if text else 0,
-                    n_unk=sum(1 for t in token_ids if t == self.unk_id) if text else 0,
+                    n_unk=token_ids.count(self.unk_id) if text else 0,
                 ))
         if self._store is None:
             self._store = self.store_factory()

@@ -31,7 +31,7 @@ class FeedbackDesk:
         self.prediction_log: PredictionLogger | None = None
         if config.log_predictions:
             self.prediction_log = PredictionLogger(
-                self.store, predictor.info.model_name, predictor.info.version, predictor.encode, UNK_ID,
+                self.store, predictor.info.model_name, predictor.info.version, UNK_ID,
                 log_texts=config.log_texts, flush_interval_s=config.log_flush_interval_s,
                 on_dropped=lambda n, why: metrics().count_logged("dropped", n),
                 on_written=lambda n: metrics().count_logged("written", n),
@@ -47,9 +47,9 @@ class FeedbackDesk:
         if self.prediction_log is not None:
             self.prediction_log.flush(timeout_s=10)
 
-    def log(self, ids: list[str], texts: list[str], results: list[dict[str, Any]]) -> None:
+    def log(self, ids: list[str], texts: list[str], results: list[dict[str, Any]], token_ids: list[list[int]]) -> None:
         if self.prediction_log is not None:
-            self.prediction_log.submit(ids, texts, results)
+            self.prediction_log.submit(ids, texts, results, token_ids)
 
     async def receive(self, body: bytes) -> tuple[int, dict[str, Any]]:
         """(HTTP status, JSON payload) for one POST /feedback body."""

@@ -134,10 +134,13 @@ class OnnxPredictor:
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, shape [len(texts), len(labels)], rows in input order."""
-        out = np.empty((len(texts), len(self.labels)), dtype=np.float32)
-        if not texts:
+        return self.probabilities_of_ids(self.encode(texts)) if texts else self.probabilities_of_ids([])
+
+    def probabilities_of_ids(self, ids: list[list[int]]) -> np.ndarray:
+        """Class probabilities of texts already encoded by `encode`."""
+        out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
+        if not ids:
             return out
-        ids = self.encode(texts)
         # Sort by length and cut into groups: each group pads only to its own longest text. The models are
         # padding-invariant, so this changes speed, never results.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -153,14 +156,19 @@ class OnnxPredictor:
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         """One `{"label", "score", "scores"}` per text, in input order."""
-        probs = self.probabilities(texts)
+        return self.predict_with_ids(texts)[0]
+
+    def predict_with_ids(self, texts: Sequence[str]) -> tuple[list[dict[str, Any]], list[list[int]]]:
+        """`predict`'s answers and each text's token ids (the prediction log counts tokens from them)."""
+        ids = self.encode(texts) if texts else []
+        probs = self.probabilities_of_ids(ids)
         best = probs.argmax(axis=1)
         labels = self.labels
         rows = probs.tolist()
         return [
             {"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
             for k, row in zip(best.tolist(), rows, strict=True)
-        ]
+        ], ids
 
 
 def score_rows(predictor: Any, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:

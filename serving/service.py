@@ -104,12 +104,12 @@ class Classifier:
         # loop keeps parsing the next requests while a batch is scored.
         if self.predictor is None:
             raise bentoml.exceptions.ServiceUnavailable("model not loaded; see the server log")
-        scored = self.predictor.predict(texts)
+        scored, token_ids = self.predictor.predict_with_ids(texts)
         ids = [uuid.uuid4().hex for _ in scored]
         # The id leads each answer; the logged copy shares the dicts (nothing mutates them afterwards).
         results = [{"id": pid, **result} for pid, result in zip(ids, scored, strict=True)]
         if self.desk is not None:
-            self.desk.log(ids, texts, scored)
+            self.desk.log(ids, texts, scored, token_ids)
         counts: dict[str, int] = {}
         for result in scored:
             counts[result["label"]] = counts.get(result["label"], 0) + 1

@@ -115,3 +115,10 @@ def wait_until_ready(server: Server, timeout: float) -> None:
             pass
         time.sleep(0.2)
     raise TimeoutError(f"{server.url} not ready after {timeout}s:\n{server.log()}")
+
+
+def classify(http: httpx.Client, texts: list[str]) -> list[dict]:
+    """POST /classify, asserting a 200; the answers."""
+    response = http.post("/classify", json={"texts": texts})
+    assert response.status_code == 200, response.text
+    return response.json()

@@ -50,15 +50,16 @@ def test_prediction_log_drops_and_counts_when_the_store_fails(tmp_path: Path) ->
     def broken() -> Store:
         raise StoreError("disk full")
 
-    log = PredictionLogger(broken, "m", "1", lambda texts: [[2] for _ in texts], flush_interval_s=0.01,
+    log = PredictionLogger(broken, "m", "1", flush_interval_s=0.01,
                            on_dropped=lambda n, why: dropped.append((n, why)), on_written=written.append)
-    log.submit(["a", "b"], ["x", "y"], [{"label": "pos", "score": 0.9, "scores": {"pos": 0.9, "neg": 0.1}}] * 2)
+    log.submit(["a", "b"], ["x", "y"], [{"label": "pos", "score": 0.9, "scores": {"pos": 0.9, "neg": 0.1}}] * 2,
+               [[2], [2]])
     assert log.flush(5)
     assert dropped == [(2, "disk full")] and written == []
 
-    good = PredictionLogger(lambda: Store(f"sqlite:///{tmp_path / 'fb.db'}"), "m", "1",
-                            lambda texts: [[1, 2] for _ in texts], log_texts=False, flush_interval_s=0.01)
-    good.submit(["c"], ["secret"], [{"label": "neg", "score": 0.7, "scores": {"pos": 0.3, "neg": 0.7}}])
+    good = PredictionLogger(lambda: Store(f"sqlite:///{tmp_path / 'fb.db'}"), "m", "1", log_texts=False,
+                            flush_interval_s=0.01)
+    good.submit(["c"], ["secret"], [{"label": "neg", "score": 0.7, "scores": {"pos": 0.3, "neg": 0.7}}], [[1, 2]])
     assert good.flush(5)
     logged = Store(f"sqlite:///{tmp_path / 'fb.db'}").prediction("c")
     assert logged.text is None and (logged.n_tokens, logged.n_unk, logged.n_chars) == (2, 1, 6)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from monitoring.store import Store
-from tests.servers import REPO, Server, start_server
+from tests.servers import REPO, Server, classify, start_server
 
 TEXTS = ["这本书很好看", "质量太差了", "", "The book is great 👍"]
 ONE_WORKER = {"TEXTCLF_WORKERS": "1"}
@@ -23,12 +23,6 @@ ONE_WORKER = {"TEXTCLF_WORKERS": "1"}
 
 def store_of(server: Server) -> Store:
     return Store(f"sqlite:///{server.log_path.parent / 'feedback.db'}")
-
-
-def classify(http: httpx.Client, texts: list[str]) -> list[dict]:
-    response = http.post("/classify", json={"texts": texts})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_every_answer_has_a_distinct_id_and_nothing_else_changes(client: httpx.Client, predictor) -> None:

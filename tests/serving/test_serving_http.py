@@ -9,15 +9,9 @@ import re
 import httpx
 import pytest
 
-from tests.servers import Server
+from tests.servers import Server, classify
 
 TEXTS = ["这本书很好看", "质量太差了", "", "The book is great 👍", "שלום עולם \u202e", "a\u0000b"]
-
-
-def classify(client: httpx.Client, texts: list[str]) -> list[dict]:
-    response = client.post("/classify", json={"texts": texts})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_predictions_equal_the_in_process_predictor(client: httpx.Client, predictor) -> None:
