@@ -8,7 +8,8 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-candidates bench-ceiling bench-labels bench-serve
+.PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-candidates bench-ceiling bench-labels bench-serve \
+	bench-production browser
 
 setup: $(VENV)/.installed
 
@@ -31,13 +32,17 @@ lint: setup
 	ruff check .
 	hadolint Dockerfile
 
-test: setup lint
+# Headless Chromium opens the drift report in the tests, as a person would (Debian's package; needs root).
+browser:
+	command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium fonts-noto-cjk)
+
+test: setup lint browser
 	$(PY) -m pytest -q
 
 mlflow-ui: setup
 	mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve
+bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve bench-production
 
 bench-train: repro
 	$(PY) -m bench.train_bench
@@ -59,3 +64,8 @@ bench-labels: repro
 # The champion bundle against FastAPI + onnxruntime and + PyTorch. Needs wrk: apt-get install -y wrk
 bench-serve: repro
 	$(PY) bench/serve_bench.py --bundle artifacts/bundle
+
+# The production loop: drift checks' false alarms and detection on the champion; what logging costs (needs wrk).
+bench-production: repro
+	$(PY) -m bench.drift_bench --windows 40
+	$(PY) -m bench.logging_bench --rounds 3

@@ -1,8 +1,9 @@
 """What logging every prediction costs: the champion served with TEXTCLF_LOG_PREDICTIONS on and off, same run.
 
 wrk with 32 connections posts real reviews; the two settings alternate (on, off, on, off, ...) so a machine
-that speeds up or slows down during the run weighs on both; medians of the rounds are compared. Also counts the logged rows against the texts
-answered, so a fast but lossy log would show. Writes bench/results/logging.json.
+that speeds up or slows down during the run weighs on both; medians of the rounds are compared. Also counts
+the logged rows against the texts answered, so a fast but lossy log would show. Writes
+bench/results/logging.json.
 
     python -m bench.logging_bench --bundle artifacts/bundle
 """

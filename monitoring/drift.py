@@ -1,4 +1,4 @@
-"""Drift and health checks: a window of logged predictions against the train split.
+"""Drift and health checks: a window of logged predictions against the data the model was trained and tested on.
 
 Each check gives one figure, a stated threshold and a verdict; the window has drifted when any check fails.
 A threshold is the larger of an effect size (so a busy service does not alarm on differences too small to
@@ -16,7 +16,8 @@ of shift needs.
 - confidence: Wasserstein distance between the window's top-label scores and the model's on the test split,
   in units of the test split's standard deviation (effect size 0.25).
 - length and unknown tokens: the same normalised Wasserstein distance for characters per text (0.25), and the
-  gap in the share of tokens the tokenizer maps to [UNK] (0.02, two points).
+  gap in the share of tokens the tokenizer maps to [UNK], against the test split (the tokenizer was fitted on
+  the train split, so that has none of the words it never saw) (0.02, two points).
 """
 
 from __future__ import annotations
@@ -154,5 +155,5 @@ def unk_drift(ref_tokens: Sequence[int], ref_unk: Sequence[int], cur_tokens: Seq
     cur_share = sum(cur_unk) / max(sum(cur_tokens), 1)
     gap = cur_share - ref_share
     return Check("unk_share", gap, THRESHOLDS["unk_share_gap"], gap > THRESHOLDS["unk_share_gap"],
-                 "share of [UNK] tokens, window minus train split",
+                 "share of [UNK] tokens, window minus test split",
                  {"reference_share": ref_share, "current_share": cur_share})

@@ -111,7 +111,7 @@ model {html.escape(', '.join(summary['models']))}</p>
 <p><span class="verdict {'drift' if drift else 'ok'}">{html.escape(verdict)}</span></p>
 <h2>Checks</h2>
 <table><tr><th>check</th><th>method</th><th>figure</th><th>threshold</th><th>verdict</th></tr>{check_rows}</table>
-<h2>Distributions: reference (train split; confidence on the test split) against this window</h2>
+<h2>Distributions: reference (train split; model confidence on the test split) against this window</h2>
 <div class=figs>{''.join(f'<img alt="distribution" src="{uri}">' for uri in figures)}</div>
 <h2>What marks this window's texts</h2>
 <p>{'The domain classifier leans on these character n-grams to tell this window from the train split: '

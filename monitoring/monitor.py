@@ -1,7 +1,8 @@
 """One monitoring report: a window of logged predictions against the reference the model was trained on.
 
-The reference is the train split (texts, labels, lengths, [UNK] shares through the served tokenizer) plus the
-served model's confidence on the test split: held-out texts, so the confidence a healthy window should show.
+The reference is the train split (texts, labels, lengths) plus what the served bundle does with the test split:
+its confidence and its tokenizer's [UNK] share. The tokenizer and the model were fitted on train texts, so only
+held-out texts show the confidence and the unknown words a healthy window should have.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class Reference:
     texts: list[str]
     labels: list[str]
     n_chars: np.ndarray
-    n_tokens: np.ndarray
+    n_tokens: np.ndarray  # per test-split text
     n_unk: np.ndarray
     confidence: np.ndarray  # the model's top-label probability on the test split
     model_labels: tuple[str, ...]
@@ -40,16 +41,16 @@ def token_counts(predictor: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarr
 
 
 def load_reference(data_dir: Path, predictor: Any) -> Reference:
-    """The train split through the served tokenizer, and the served model's confidence on the test split."""
+    """The train split, and the served model's confidence and [UNK] share on the test split."""
     paths = {name: data_dir / f"{name}.parquet" for name in ("train", "test")}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"{', '.join(missing)} not found: the monitor compares traffic with the train "
                                 "split; run `dvc repro` (or `dvc pull`) first, or pass --data")
     train, test = pd.read_parquet(paths["train"]), pd.read_parquet(paths["test"])
-    texts = train["text"].astype(str).tolist()
-    n_tokens, n_unk = token_counts(predictor, texts)
-    confidence = predictor.probabilities(test["text"].astype(str).tolist()).max(axis=1)
+    texts, held_out = train["text"].astype(str).tolist(), test["text"].astype(str).tolist()
+    n_tokens, n_unk = token_counts(predictor, held_out)
+    confidence = predictor.probabilities(held_out).max(axis=1)
     return Reference(texts, train["label"].astype(str).tolist(), np.array([len(t) for t in texts]), n_tokens, n_unk,
                      confidence, tuple(predictor.labels))
 

@@ -424,6 +424,19 @@ def monitor(project: Path, store: str, since: str, until: str) -> tuple[int, dic
     return done.returncode, json.loads((project / "metrics/monitor.json").read_text())
 
 
+def assert_renders_with_a_red_verdict(report: Path, png: Path) -> None:
+    """Open the report in headless Chromium, as a person would, and look for the red drift badge."""
+    from PIL import Image
+
+    profile = png.parent / "chromium-profile"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}",
+                    "--window-size=1200,900", f"--screenshot={png}", report.resolve().as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(png).convert("RGB"))
+    assert (pixels == (198, 40, 40)).all(axis=2).sum() > 500  # #c62828, the badge's background
+
+
 def test_monitor_flags_another_domain_and_one_class_but_not_held_out_traffic(project, served):
     from training.unlabelled import peoples_daily_sentences
 
@@ -439,6 +452,8 @@ def test_monitor_flags_another_domain_and_one_class_but_not_held_out_traffic(pro
         assert set(summary["checks"]) == {"text", "labels", "confidence", "length", "unk_share"}
         assert (project / summary["report"]).is_file() and len(summary["review_queue"]) == 20
         verdicts[name] = (code, summary["drift_detected"], set(summary["drifted"]))
+        if name == "news":
+            assert_renders_with_a_red_verdict(project / summary["report"], project / "report.png")
     assert verdicts["held-out"] == (0, False, set())
     assert verdicts["one class"][:2] == (1, True) and "labels" in verdicts["one class"][2]
     assert verdicts["news"][:2] == (1, True) and "text" in verdicts["news"][2]
