@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ class FeedbackDesk:
         self.config = config
         self.labels = predictor.labels
         self._store: Store | None = None
+        self._opening = threading.Lock()  # the writer thread and request threads may ask at once
         self.log_predictions = config.log_predictions
         self.prediction_log: PredictionLogger | None = None
         if config.log_predictions:
@@ -39,9 +41,10 @@ class FeedbackDesk:
 
     def store(self) -> Store:
         """The store, opened on first use (an unreachable store must not keep the service from starting)."""
-        if self._store is None:
-            self._store = Store(self.config.feedback_url)
-        return self._store
+        with self._opening:
+            if self._store is None:
+                self._store = Store(self.config.feedback_url)
+            return self._store
 
     def close(self) -> None:
         if self.prediction_log is not None:
