@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.drift import MIN_ROWS, Check, label_drift, numeric_drift, text_drift, unk_drift
+from monitoring.prediction_log import token_stats
 from monitoring.store import Prediction
 from monitoring.window import Window
 from training.cleaning import normalise
@@ -34,10 +35,8 @@ class Reference:
 def token_counts(predictor: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     from serving.predictor import UNK_ID
 
-    ids = predictor.encode(texts)
-    n_tokens = np.array([len(row) if text else 0 for row, text in zip(ids, texts, strict=True)])
-    n_unk = np.array([sum(1 for t in row if t == UNK_ID) if text else 0 for row, text in zip(ids, texts, strict=True)])
-    return n_tokens, n_unk
+    stats = [token_stats(text, ids, UNK_ID) for text, ids in zip(texts, predictor.encode(texts), strict=True)]
+    return np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
 
 
 def load_reference(data_dir: Path, predictor: Any) -> Reference:
@@ -93,6 +92,3 @@ def summarise(span: Window, rows: list[Prediction], checks: list[Check], queue_l
         "review_queue": least_confident(rows, queue_limit),
     }
 
-
-def too_few_rows(rows: list[Prediction]) -> bool:
-    return len(rows) < MIN_ROWS

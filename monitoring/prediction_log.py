@@ -28,6 +28,11 @@ def text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def token_stats(text: str, token_ids: list[int], unk_id: int) -> tuple[int, int]:
+    """(tokens, [UNK] tokens) of one text as the model read it; an empty text reads as one [UNK] but counts 0."""
+    return (len(token_ids), token_ids.count(unk_id)) if text else (0, 0)
+
+
 class PredictionLogger:
     """Queue + writer thread in front of `Store.add_predictions`."""
 
@@ -101,12 +106,12 @@ class PredictionLogger:
         rows = []
         for created, ids, texts, results, encoded in batches:
             for pid, text, token_ids, result in zip(ids, texts, encoded, results, strict=True):
+                n_tokens, n_unk = token_stats(text, token_ids, self.unk_id)
                 rows.append(Prediction(
                     id=pid, created=created, text=text if self.log_texts else None, text_sha256=text_sha256(text),
                     label=result["label"], score=float(result["score"]), scores=result["scores"],
                     model_name=self.model_name, model_version=self.model_version, n_chars=len(text),
-                    n_tokens=len(token_ids) if text else 0,
-                    n_unk=token_ids.count(self.unk_id) if text else 0,
+                    n_tokens=n_tokens, n_unk=n_unk,
                 ))
         if self._store is None:
             self._store = self.store_factory()

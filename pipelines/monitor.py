@@ -11,8 +11,9 @@ import logging
 import sys
 from pathlib import Path
 
+from monitoring.drift import MIN_ROWS
 from monitoring.html_report import render
-from monitoring.monitor import load_reference, run_checks, summarise, too_few_rows
+from monitoring.monitor import load_reference, run_checks, summarise
 from monitoring.store import Store
 from monitoring.window import store_url, window
 from pipelines.cli import parser, run
@@ -59,9 +60,9 @@ def main() -> None:
     args = p.parse_args()
     span = window(args.since, args.until)
     rows = Store(store_url(args.store)).predictions(span.since, span.until)
-    if too_few_rows(rows):
+    if len(rows) < MIN_ROWS:
         raise ValueError(f"only {len(rows)} prediction(s) logged from {span.as_dict()['since']} to "
-                         f"{span.as_dict()['until']}; a report needs at least 20: widen --since")
+                         f"{span.as_dict()['until']}; a report needs at least {MIN_ROWS}: widen --since")
     predictor = OnnxPredictor(args.bundle)
     reference = load_reference(args.data, predictor)
     summary = summarise(span, rows, run_checks(reference, rows), args.queue)

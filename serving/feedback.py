@@ -29,7 +29,6 @@ class FeedbackDesk:
         self.labels = predictor.labels
         self._store: Store | None = None
         self._opening = threading.Lock()  # the writer thread and request threads may ask at once
-        self.log_predictions = config.log_predictions
         self.prediction_log: PredictionLogger | None = None
         if config.log_predictions:
             self.prediction_log = PredictionLogger(
@@ -89,7 +88,7 @@ class FeedbackDesk:
             prediction = self._find(prediction_id)
             if prediction is None:
                 why = ("prediction logging is off (TEXTCLF_LOG_PREDICTIONS=false), so no id can be matched"
-                       if not self.log_predictions else "send an id returned by POST /classify")
+                       if self.prediction_log is None else "send an id returned by POST /classify")
                 return 404, {"error": f"id: no logged prediction has the id {prediction_id!r}; {why}"}
             self.store().add_feedback(prediction, label)
         except StoreError as exc:
