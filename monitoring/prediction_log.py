@@ -21,7 +21,7 @@ from monitoring.store import Prediction, Store, StoreError
 logger = logging.getLogger("textclf.prediction_log")
 WARN_EVERY_S = 60.0
 # (time, ids, texts, answers, token ids): one scored batch as the service hands it over
-Batch = tuple[float, list[str], list[str], list[dict[str, Any]], list[list[int]]]
+Batch = tuple[float, tuple[str, str], list[str], list[str], list[dict[str, Any]], list[list[int]]]
 
 
 def text_sha256(text: str) -> str:
@@ -39,8 +39,6 @@ class PredictionLogger:
     def __init__(
         self,
         store_factory: Callable[[], Store],
-        model_name: str,
-        model_version: str,
         unk_id: int = 1,
         log_texts: bool = True,
         flush_interval_s: float = 0.2,
@@ -49,7 +47,6 @@ class PredictionLogger:
         on_written: Callable[[int], None] | None = None,
     ) -> None:
         self.store_factory = store_factory
-        self.model_name, self.model_version = model_name, model_version
         self.unk_id = unk_id
         self.log_texts = log_texts
         self.flush_interval_s = flush_interval_s
@@ -63,11 +60,12 @@ class PredictionLogger:
         self._thread = threading.Thread(target=self._run, name="textclf-prediction-log", daemon=True)
         self._thread.start()
 
-    def submit(self, ids: list[str], texts: list[str], results: list[dict[str, Any]],
+    def submit(self, model: tuple[str, str], ids: list[str], texts: list[str], results: list[dict[str, Any]],
                token_ids: list[list[int]]) -> None:
-        """Hand one scored batch over (with the token ids the model read); never blocks, never raises."""
+        """Hand one batch over, scored by `model` (name, version), with the token ids the model read; never
+        blocks, never raises."""
         try:
-            self._queue.put_nowait((time.time(), ids, texts, results, token_ids))
+            self._queue.put_nowait((time.time(), model, ids, texts, results, token_ids))
         except queue.Full:
             self._drop(len(ids), "queue full")
 
@@ -95,7 +93,7 @@ class PredictionLogger:
             try:
                 self._write(batches)
             except Exception as exc:
-                self._drop(sum(len(b[1]) for b in batches), str(exc))
+                self._drop(sum(len(b[2]) for b in batches), str(exc))
             finally:
                 for _ in batches:
                     self._queue.task_done()
@@ -104,13 +102,13 @@ class PredictionLogger:
 
     def _write(self, batches: list[Batch]) -> None:
         rows = []
-        for created, ids, texts, results, encoded in batches:
+        for created, (model_name, model_version), ids, texts, results, encoded in batches:
             for pid, text, token_ids, result in zip(ids, texts, encoded, results, strict=True):
                 n_tokens, n_unk = token_stats(text, token_ids, self.unk_id)
                 rows.append(Prediction(
                     id=pid, created=created, text=text if self.log_texts else None, text_sha256=text_sha256(text),
                     label=result["label"], score=float(result["score"]), scores=result["scores"],
-                    model_name=self.model_name, model_version=self.model_version, n_chars=len(text),
+                    model_name=model_name, model_version=model_version, n_chars=len(text),
                     n_tokens=n_tokens, n_unk=n_unk,
                 ))
         if self._store is None:

@@ -23,7 +23,17 @@ from pipelines.params import load_params
 from serving.pyfunc import download_bundle
 from training.export import ExportError, check_parity, export_onnx
 from training.jsonio import write_json
-from training.registry import ALIAS, current_champion, fingerprint, gate, log_bundle_model, register
+from training.registry import (
+    ALIAS,
+    PARITY_TAG,
+    ROLLED_BACK_TAG,
+    current_champion,
+    fingerprint,
+    gate,
+    log_bundle_model,
+    move_champion,
+    register,
+)
 from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
 
@@ -77,11 +87,18 @@ def champion_bundle(client, champion, name: str, out: Path) -> None:
             and json.loads(meta.read_text(encoding="utf-8")).get("registered_model") == name
             and champion.tags.get("onnx_sha256") == file_sha256(out / "model.onnx")):
         return
-    uri = f"models:/{name}/{champion.version}"
     with tempfile.TemporaryDirectory() as tmp:
-        bundle = download_bundle(uri, tmp)  # a version registered before the champion was an MLflow Model fails
-        stamp(bundle, version=str(champion.version), model_uri=uri, registered_model=name)
-        replace_dir(bundle, out)
+        replace_dir(fetch_bundle(name, str(champion.version), tmp), out)
+
+
+def fetch_bundle(name: str, version: str, dst: str) -> Path:
+    """Version `version`'s bundle from its MLflow Model, into `dst`, stamped with its registry facts.
+
+    A version registered before the champion was an MLflow Model fails with a FileNotFoundError."""
+    uri = f"models:/{name}/{version}"
+    bundle = download_bundle(uri, dst)
+    stamp(bundle, version=version, model_uri=uri, registered_model=name)
+    return bundle
 
 
 def replace_dir(src: Path, dest: Path) -> None:
@@ -141,14 +158,17 @@ def register_and_promote(client, min_val_f1: float, pick: dict, staged: Path, ou
     """After parity: register the bundle, then move the alias if the gate, judged again against the champion
     as it is now (it may have moved since select ran), still passes. Returns the reason."""
     name = pick["registered_model"]
-    version = publish(client, name, pick["run_id"], staged, pick, run_data, data)
+    version = publish(client, name, pick["run_id"], staged, pick, run_data, data, decision["parity"]["max_abs_diff"])
     decision["registered_version"] = str(version.version)
     if not pick["gate_passed"]:
         return pick["reason"]
+    if ROLLED_BACK_TAG in version.tags:  # a rerun must not silently undo a rollback
+        return (f"v{version.version} is this candidate, and it was rolled back at {version.tags[ROLLED_BACK_TAG]}; "
+                f"`python -m pipelines.rollback --to {version.version}` serves it again")
     passed, now = gate(pick["val"]["macro_f1"], min_val_f1, current_champion(client, name), pick["data_hash"])
     if not passed:
         return now
-    client.set_registered_model_alias(name, ALIAS, version.version)
+    move_champion(client, name, str(version.version), "export", pick["reason"])
     replace_dir(staged, out)
     decision["promoted"] = True
     return pick["reason"]
@@ -164,7 +184,7 @@ def candidate_run(client, run_id: str):
                                 "train stages against this store (dvc repro -f train)") from None
 
 
-def publish(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path):
+def publish(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path, parity: float):
     """Log the bundle as an MLflow Model on the candidate's run and register it, once per run and fingerprint
     (bundle files, pyfunc code, requirements)."""
     print_ = fingerprint(staged)
@@ -181,7 +201,8 @@ def publish(client, name: str, run_id: str, staged: Path, pick: dict, run_data, 
     stamp(staged, version=expected, mlflow_run_id=run_id, registered_model=name)
     metrics = {k: v for k, v in run_data.metrics.items() if k.startswith(("val_", "test_")) and k.endswith("_final")}
     tags = {"model": pick["model"], "data_hash": pick["data_hash"], "val_macro_f1": str(pick["val"]["macro_f1"]),
-            "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha, "fingerprint": print_}
+            "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha, "fingerprint": print_,
+            PARITY_TAG: f"{parity:.3g}"}
     info = log_bundle_model(run_id, staged, json.loads((staged / "meta.json").read_text())["labels"], metrics,
                             data, tags)
     version = register(name, info.model_uri, tags)

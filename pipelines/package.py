@@ -1,4 +1,9 @@
-"""Stage package: save the exported bundle into the BentoML model store for `bentoml serve` / `bentoml build`."""
+"""Stage package: the champion's bundle into the BentoML model store and the release channel.
+
+`bentoml serve` / `bentoml build` can take the bundle from the model store (TEXTCLF_BENTO_MODEL), and every
+running service that follows the release channel (`package.release_channel`, the default of `make serve`)
+switches to it within its reload interval, without a restart.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,18 @@ import shutil
 from pathlib import Path
 
 from pipelines.cli import parser, run
-from pipelines.params import load_params
+from pipelines.params import PackageParams, load_params
+from serving.predictor import BUNDLE_FILES
+from serving.releases import publish
 from training.jsonio import write_json
 
 log = logging.getLogger("textclf.package")
-BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")
 
 
-def main() -> None:
+def deploy(bundle: Path, params: PackageParams, out: Path, reason: str) -> dict:
+    """Save `bundle` to the BentoML store, publish it to the release channel, and record both in `out`."""
     import bentoml
 
-    p = parser(__doc__)
-    p.add_argument("--bundle", default="artifacts/bundle")
-    p.add_argument("--out", default="artifacts/bento_model.json")
-    args = p.parse_args()
-    params = load_params(args.params).package
-    bundle = Path(args.bundle)
     missing = [f for f in BUNDLE_FILES if not (bundle / f).is_file()]
     if missing:
         raise FileNotFoundError(f"{bundle} lacks {', '.join(missing)}: run the export stage first")
@@ -35,8 +36,21 @@ def main() -> None:
     }) as model:
         for name in BUNDLE_FILES:
             shutil.copy(bundle / name, Path(model.path) / name)
-    write_json(args.out, {"tag": str(model.tag), "labels": labels})
-    log.info("package: saved %s to the BentoML model store", model.tag)
+    release = publish(bundle, Path(params.release_channel), reason)
+    record = {"tag": str(model.tag), "labels": labels,
+              "release": {"channel": params.release_channel, "bundle": release.key, "version": release.version}}
+    write_json(out, record)
+    log.info("package: saved %s to the BentoML model store; %s now points at v%s (%s)", model.tag,
+             params.release_channel, release.version, release.key)
+    return record
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--bundle", default="artifacts/bundle")
+    p.add_argument("--out", default="artifacts/bento_model.json")
+    args = p.parse_args()
+    deploy(Path(args.bundle), load_params(args.params).package, Path(args.out), "the champion after dvc repro")
 
 
 if __name__ == "__main__":

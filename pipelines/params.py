@@ -222,6 +222,9 @@ class ExportParams(Strict):
 
 class PackageParams(Strict):
     bento_model_name: str = "textclf"
+    release_channel: str = Field("artifacts/releases", description=(
+        "the folder the champion is published to (champion.json + bundles) and that running services follow; "
+        "a shared path serves a fleet"))
 
 
 class Params(Strict):

@@ -16,7 +16,12 @@ ENV_PREFIX = "TEXTCLF_"
 class ServingConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    bundle: Path = Field(Path("artifacts/bundle"), description="directory with model.onnx, tokenizer.json, meta.json")
+    bundle: Path = Field(Path("artifacts/releases"), description=(
+        "a release channel to follow (a folder with champion.json, which the package stage and pipelines.rollback "
+        "publish), or one fixed bundle folder (model.onnx, tokenizer.json, meta.json)"))
+    reload_interval_s: float = Field(5.0, ge=0, description=(
+        "how often each worker checks the release channel for a new champion; 0 serves the channel's current "
+        "release without following it"))
     bento_model: str | None = Field(
         None, description="a BentoML model-store tag (e.g. textclf:latest) to serve instead of `bundle`")
     max_texts: int = Field(32, ge=1, description="most texts in one request")

@@ -13,27 +13,28 @@ import threading
 import time
 from typing import Any
 
+from pydantic import ValidationError
+
 from monitoring.prediction_log import PredictionLogger
 from monitoring.store import Prediction, Store, StoreError
 from serving.config import ServingConfig
 from serving.metrics import metrics
-from serving.predictor import UNK_ID, OnnxPredictor
+from serving.predictor import UNK_ID
+from serving.schemas import FeedbackRequest
 
 logger = logging.getLogger("textclf.serving")
 MAX_ID_CHARS = 64
 
 
 class FeedbackDesk:
-    def __init__(self, config: ServingConfig, predictor: OnnxPredictor) -> None:
+    def __init__(self, config: ServingConfig) -> None:
         self.config = config
-        self.labels = predictor.labels
         self._store: Store | None = None
         self._opening = threading.Lock()  # the writer thread and request threads may ask at once
         self.prediction_log: PredictionLogger | None = None
         if config.log_predictions:
             self.prediction_log = PredictionLogger(
-                self.store, predictor.info.model_name, predictor.info.version, UNK_ID,
-                log_texts=config.log_texts, flush_interval_s=config.log_flush_interval_s,
+                self.store, UNK_ID, log_texts=config.log_texts, flush_interval_s=config.log_flush_interval_s,
                 on_dropped=lambda n, why: metrics().count_logged("dropped", n),
                 on_written=lambda n: metrics().count_logged("written", n),
             )
@@ -49,39 +50,18 @@ class FeedbackDesk:
         if self.prediction_log is not None:
             self.prediction_log.flush(timeout_s=10)
 
-    def log(self, ids: list[str], texts: list[str], results: list[dict[str, Any]], token_ids: list[list[int]]) -> None:
+    def log(self, model: tuple[str, str], ids: list[str], texts: list[str], results: list[dict[str, Any]],
+            token_ids: list[list[int]]) -> None:
         if self.prediction_log is not None:
-            self.prediction_log.submit(ids, texts, results, token_ids)
+            self.prediction_log.submit(model, ids, texts, results, token_ids)
 
-    async def receive(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON payload) for one POST /feedback body."""
-        status, payload = self._parse(body)
+    async def receive(self, body: bytes, labels: tuple[str, ...]) -> tuple[int, dict[str, Any]]:
+        """(HTTP status, JSON payload) for one POST /feedback body; `labels` are the served model's."""
+        status, payload = parse(body, labels)
         if status == 200:
             status, payload = await asyncio.to_thread(self._store_feedback, payload["id"], payload["label"])
         metrics().count_feedback(status)
         return status, payload
-
-    def _parse(self, body: bytes) -> tuple[int, dict[str, Any]]:
-        try:
-            request = json.loads(body)
-        except ValueError as exc:
-            return 400, {"error": f"body: not valid JSON ({exc}); send {{\"id\": \"...\", \"label\": \"...\"}}"}
-        if not isinstance(request, dict):
-            return 400, {"error": f"body: must be a JSON object with 'id' and 'label', got {type(request).__name__}"}
-        for field in ("id", "label"):
-            if field not in request:
-                return 422, {"error": f"{field}: missing; send {{\"id\": \"...\", \"label\": \"...\"}}"}
-            if not isinstance(request[field], str) or not request[field]:
-                return 422, {"error": f"{field}: must be a non-empty string"}
-        unknown = sorted(set(request) - {"id", "label"})
-        if unknown:
-            return 422, {"error": f"{unknown[0]}: unexpected field; send only 'id' and 'label'"}
-        if request["label"] not in self.labels:
-            return 422, {"error": f"label: {request['label']!r} is not a label of the model; use one of: "
-                                  f"{', '.join(self.labels)}", "labels": list(self.labels)}
-        if len(request["id"]) > MAX_ID_CHARS:
-            return 404, {"error": f"id: no prediction has the id {request['id'][:MAX_ID_CHARS]!r}..."}
-        return 200, request
 
     def _store_feedback(self, prediction_id: str, label: str) -> tuple[int, dict[str, Any]]:
         try:
@@ -111,3 +91,29 @@ class FeedbackDesk:
             if found is None:
                 time.sleep(0.05)
         return found
+
+
+SEND = 'send {"id": "...", "label": "..."}'
+
+
+def parse(body: bytes, labels: tuple[str, ...]) -> tuple[int, dict[str, Any]]:
+    """(200, the request) or (4xx, an error naming the field), by the `FeedbackRequest` schema."""
+    try:
+        request = json.loads(body)
+    except ValueError as exc:
+        return 400, {"error": f"body: not valid JSON ({exc}); {SEND}"}
+    if not isinstance(request, dict):
+        return 400, {"error": f"body: must be a JSON object with 'id' and 'label', got {type(request).__name__}"}
+    try:
+        valid = FeedbackRequest.model_validate(request)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(p) for p in error["loc"])
+        why = {"missing": f"missing; {SEND}", "extra_forbidden": "unexpected field; send only 'id' and 'label'"}
+        return 422, {"error": f"{field}: {why.get(error['type'], 'must be a non-empty string')}"}
+    if valid.label not in labels:
+        return 422, {"error": f"label: {valid.label!r} is not a label of the model; use one of: {', '.join(labels)}",
+                     "labels": list(labels)}
+    if len(valid.id) > MAX_ID_CHARS:
+        return 404, {"error": f"id: no prediction has the id {valid.id[:MAX_ID_CHARS]!r}..."}
+    return 200, valid.model_dump()

@@ -30,7 +30,10 @@ class Metrics:
             labelnames=["status"],
             buckets=LATENCY_BUCKETS,
         )
-        self.predictions = Counter("textclf_predictions", "texts classified, by predicted label", ["label"])
+        self.predictions = Counter("textclf_predictions", "texts classified, by predicted label and the model "
+                                   "version that answered", ["label", "version"])
+        self.reloads = Counter("textclf_model_reloads", "new releases a worker switched to (swapped) or kept "
+                               "out (refused: failed to load, failed its warm-up, or had other labels)", ["outcome"])
         self.batch_texts = Histogram(
             "textclf_batch_texts", "texts per adaptive batch scored by the model", buckets=BATCH_BUCKETS
         )
@@ -38,7 +41,7 @@ class Metrics:
                               "(written, or dropped because the store failed or the queue was full)", ["outcome"])
         self.feedback = Counter("textclf_feedback_requests", "POST /feedback answers, by status", ["status"])
         self._by_status: dict[int, Any] = {}
-        self._by_label: dict[str, Any] = {}
+        self._by_label: dict[tuple[str, str], Any] = {}
 
     def observe_request(self, status: int, seconds: float) -> None:
         child = self._by_status.get(status)
@@ -46,12 +49,15 @@ class Metrics:
             child = self._by_status[status] = self.request_duration.labels(status=str(status))
         child.observe(seconds)
 
-    def count_labels(self, counts: dict[str, int]) -> None:
+    def count_labels(self, counts: dict[str, int], version: str) -> None:
         for label, n in counts.items():
-            child = self._by_label.get(label)
+            child = self._by_label.get((label, version))
             if child is None:
-                child = self._by_label[label] = self.predictions.labels(label=label)
+                child = self._by_label[label, version] = self.predictions.labels(label=label, version=version)
             child.inc(n)
+
+    def count_reload(self, outcome: str) -> None:
+        self.reloads.labels(outcome=outcome).inc()
 
     def count_logged(self, outcome: str, n: int) -> None:
         self.logged.labels(outcome=outcome).inc(n)

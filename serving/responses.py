@@ -16,6 +16,18 @@ from starlette.responses import Response
 
 from serving.schemas import Prediction
 
+VERSION_HEADER = "X-Model-Version"
+
+
+class Answer(dict):
+    """One prediction as JSON, plus the version of the model that made it (not in the JSON).
+
+    BentoML's batcher hands each request its own slice of a batch's answers, and one model version scores a
+    whole batch, so the version travels with the answers to the response header without any lookup that a
+    swap in between could make wrong."""
+
+    __slots__ = ("version",)
+
 
 class PredictionsOutput(IORootModel[list[Prediction]]):
     media_type = "application/json"
@@ -25,4 +37,6 @@ class PredictionsOutput(IORootModel[list[Prediction]]):
         if isinstance(obj, IORootModel):
             obj = obj.model_dump(mode="json")
         body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        return Response(body, media_type="application/json")
+        version = getattr(obj[0], "version", None) if obj else None
+        return Response(body, media_type="application/json",
+                        headers={VERSION_HEADER: version} if version is not None else None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 
 def texts_type(max_texts: int, max_chars: int) -> Any:
@@ -39,6 +39,8 @@ class ModelCard(BaseModel):
     created: str | None = None
     providers: list[str] = Field(description="onnxruntime execution providers in use")
     limits: dict[str, int] = Field(description="request limits: max_texts, max_chars, max_body_bytes")
+    rollout: dict[str, Any] = Field(description="what the worker follows (a release channel or a fixed bundle), "
+                                    "the release it serves, when it last checked, and the last release it refused")
 
 
 class ErrorMessage(BaseModel):
@@ -46,8 +48,10 @@ class ErrorMessage(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    id: str = Field(description="the `id` of a prediction returned by POST /classify")
-    label: str = Field(description="the true label of that text; one of the model's labels (GET /model)")
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    id: str = Field(min_length=1, description="the `id` of a prediction returned by POST /classify")
+    label: str = Field(min_length=1, description="the true label of that text; one of the model's labels (GET /model)")
 
 
 class FeedbackReceipt(BaseModel):

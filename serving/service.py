@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # before bentoml is imported: no usage tracking
@@ -24,15 +25,14 @@ from serving.feedback import FeedbackDesk
 from serving.guard import RequestGuard
 from serving.logs import quiet_client_errors
 from serving.metrics import RequestTimer, metrics, render_metrics
-from serving.predictor import OnnxPredictor
-from serving.responses import PredictionsOutput
+from serving.responses import Answer, PredictionsOutput
+from serving.rollout import Follower
 from serving.schemas import ErrorMessage, FeedbackReceipt, FeedbackRequest, ModelCard, Prediction, texts_type
 
 logger = logging.getLogger("textclf.serving")
 logger.setLevel(logging.INFO)  # BentoML sets the root logger to WARNING; the load/ready lines are INFO
 CONFIG = load_config()
 Texts = texts_type(CONFIG.max_texts, CONFIG.max_chars)
-WARM_UP_TEXTS = ["warm-up", "预热", ""]  # Chinese, English and the empty-text ([UNK]) path
 
 info_app = FastAPI(title="textclf model info")
 quiet_client_errors()
@@ -58,38 +58,31 @@ class Classifier:
         # per request; about 8% of the request CPU per py-spy. The binding never changes, so bind it once: an
         # instance attribute shadows the (non-data) descriptor.
         self.classify = type(self).classify.__get__(self, type(self))
-        self.predictor: OnnxPredictor | None = None
-        self.desk: FeedbackDesk | None = None
-        self.ready = False
-        bundle = CONFIG.bundle
+        self.desk = FeedbackDesk(CONFIG)
+        follow = partial(Follower, interval_s=CONFIG.reload_interval_s, threads=CONFIG.onnx_threads,
+                         on_reload=lambda outcome: metrics().count_reload(outcome))
+        self.follower = follow(CONFIG.bundle)
         try:
             if CONFIG.bento_model:  # the package stage saved the bundle into the BentoML model store
-                bundle = Path(bentoml.models.get(CONFIG.bento_model).path)
-            predictor = OnnxPredictor(bundle, intra_op_threads=CONFIG.onnx_threads)
-            predictor.predict(WARM_UP_TEXTS)  # readiness means a real prediction has passed
-        except Exception as exc:  # any failure: stay alive but never ready, with one line naming the bundle
-            logger.error("textclf: bundle %s is unusable, the service will not become ready: %s",
-                         CONFIG.bento_model or bundle, exc)
+                self.follower = follow(Path(bentoml.models.get(CONFIG.bento_model).path))
+            self.follower.start()  # readiness means a real prediction has passed (the warm-up)
+        except Exception as exc:  # stay alive but not ready, with one line naming the bundle
+            logger.error("textclf: %s is unusable, the service will not become ready%s: %s",
+                         CONFIG.bento_model or self.follower.source,
+                         " until a good release is published there" if self.follower.following else "", exc)
             return
-        self.predictor = predictor
-        self.desk = FeedbackDesk(CONFIG, predictor)
-        self.ready = True
-        logger.info(
-            "textclf: serving %s %s from %s on %s",
-            predictor.info.model_name,
-            predictor.info.version,
-            bundle,
-            predictor.providers[0],
-        )
+        served = self.follower.current
+        logger.info("textclf: serving %s v%s from %s on %s%s", served.predictor.info.model_name, served.version,
+                    self.follower.source, served.predictor.providers[0],
+                    f", following it every {CONFIG.reload_interval_s:g} s" if self.follower.following else "")
 
     def __is_ready__(self) -> bool:
-        return self.ready
+        return self.follower.current is not None
 
     @bentoml.on_shutdown
     def flush_prediction_log(self) -> None:
         """A graceful stop (SIGTERM, a rolling restart) writes the predictions still queued."""
-        if self.desk is not None:
-            self.desk.close()
+        self.desk.close()
 
     @bentoml.api(
         route="/classify",
@@ -102,19 +95,22 @@ class Classifier:
         """Classify texts: one {id, label, score, scores} per text, in input order."""
         # Sync on purpose: BentoML runs it in a worker thread and onnxruntime releases the GIL, so the event
         # loop keeps parsing the next requests while a batch is scored.
-        if self.predictor is None:
+        served = self.follower.current  # read once: this version answers the whole batch, whatever swaps meanwhile
+        if served is None:
             raise bentoml.exceptions.ServiceUnavailable("model not loaded; see the server log")
-        scored, token_ids = self.predictor.predict_with_ids(texts)
+        scored, token_ids = served.predictor.predict_with_ids(texts)
+        version = served.version
         ids = [uuid.uuid4().hex for _ in scored]
         # The id leads each answer; the logged copy shares the dicts (nothing mutates them afterwards).
-        results = [{"id": pid, **result} for pid, result in zip(ids, scored, strict=True)]
-        if self.desk is not None:
-            self.desk.log(ids, texts, scored, token_ids)
+        results = [Answer(id=pid, **result) for pid, result in zip(ids, scored, strict=True)]
+        for answer in results:
+            answer.version = version
+        self.desk.log((served.predictor.info.model_name, version), ids, texts, scored, token_ids)
         counts: dict[str, int] = {}
         for result in scored:
             counts[result["label"]] = counts.get(result["label"], 0) + 1
         stats = metrics()
-        stats.count_labels(counts)
+        stats.count_labels(counts, version)
         stats.batch_texts.observe(len(texts))
         return results
 
@@ -128,9 +124,10 @@ class Classifier:
     )
     async def feedback(self, request: Request):
         """Record the true label of a prediction (its `id` from POST /classify); the latest label for an id wins."""
-        if self.desk is None:
+        served = self.follower.current
+        if served is None:
             return JSONResponse({"error": "model not loaded; see the server log"}, status_code=503)
-        status, payload = await self.desk.receive(await request.body())
+        status, payload = await self.desk.receive(await request.body(), served.predictor.labels)
         return JSONResponse(payload, status_code=status)
 
     @info_app.get("/metrics", response_class=Response, tags=["Infrastructure"])
@@ -140,25 +137,28 @@ class Classifier:
 
     @info_app.get("/model", response_model=ModelCard, responses={503: {"model": ErrorMessage}})
     def model_card(self):
-        """Model name, version, labels, evaluation metrics and request limits."""
-        if self.predictor is None:
-            return JSONResponse({"error": "model not loaded; see the server log"}, status_code=503)
-        info = self.predictor.info
+        """Model name, version, labels, evaluation metrics, request limits, and what the worker follows."""
+        served = self.follower.current
+        if served is None:
+            return JSONResponse({"error": "model not loaded; see the server log",
+                                 "rollout": self.follower.describe()}, status_code=503)
+        info = served.predictor.info
         return ModelCard(
             model_name=info.model_name,
-            version=info.version,
+            version=served.version,
             labels=list(info.labels),
             max_len=info.max_len,
             metrics=info.metrics,
             data_hash=info.meta.get("data_hash"),
             git_commit=info.meta.get("git_commit"),
             created=info.meta.get("created"),
-            providers=list(self.predictor.providers),
+            providers=list(served.predictor.providers),
             limits={
                 "max_texts": CONFIG.max_texts,
                 "max_chars": CONFIG.max_chars,
                 "max_body_bytes": CONFIG.max_body_bytes,
             },
+            rollout=self.follower.describe(),
         )
 
 

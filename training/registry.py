@@ -6,12 +6,18 @@ validation score passed the gate; everything else leaves the old champion where 
 
 from __future__ import annotations
 
+import json
 import re
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ALIAS = "champion"
+# Version tags (ISO times, UTC) and the registered model's history of alias moves.
+TAKEN_TAG, LOST_TAG, ROLLED_BACK_TAG = "champion_taken_at", "champion_lost_at", "rolled_back_at"
+PARITY_TAG = "parity_max_abs_diff"
+HISTORY_TAG = "champion_history"
 MODEL_ARTIFACT = "model"  # the logged model's name within its run
 # The README's examples: the input example MLflow stores beside the signature.
 EXAMPLE_TEXTS = ("这本书很好看", "质量太差了，不会再买", "宝宝很喜欢这本书")
@@ -32,6 +38,41 @@ def current_champion(client, name: str):
         if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise TrackingError(f"cannot read {name}@{ALIAS} from the registry: {err.message}") from None
+
+
+def move_champion(client, name: str, version: str, by: str, reason: str) -> str:
+    """Point `name@champion` at `version` and record it: the version that takes the alias and the one that
+    loses it are tagged with the time, and the registered model's `champion_history` tag keeps the last moves.
+    Returns the time recorded (ISO, UTC)."""
+    before = current_champion(client, name)
+    at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    client.set_registered_model_alias(name, ALIAS, version)
+    previous = None if before is None else str(before.version)
+    if previous is not None and previous != str(version):
+        client.set_model_version_tag(name, previous, LOST_TAG, at)
+    client.set_model_version_tag(name, version, TAKEN_TAG, at)
+    if ROLLED_BACK_TAG in client.get_model_version(name, version).tags:  # chosen again on purpose
+        client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
+    model = client.get_registered_model(name)
+    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    history.append({"version": str(version), "previous": previous, "at": at, "by": by, "reason": reason[:200]})
+    while len(json.dumps(history)) > 4500:  # MLflow caps a tag value at 5000 characters
+        history.pop(0)
+    client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history, ensure_ascii=False))
+    return at
+
+
+def previous_champion(client, name: str, current: str | None) -> str | None:
+    """The version that lost `champion` most recently (other than `current`), or None."""
+    held = [(v.tags[LOST_TAG], str(v.version)) for v in client.search_model_versions(f"name = '{name}'")
+            if LOST_TAG in v.tags and str(v.version) != current]
+    return max(held)[1] if held else None
+
+
+def passed_parity(version) -> bool:
+    """Export registers a version only after its ONNX parity passed and records the figure; versions from before
+    the figure was recorded carry the fingerprint that only export's registration sets."""
+    return PARITY_TAG in version.tags or {"fingerprint", "onnx_sha256"} <= set(version.tags)
 
 
 def gate(val_f1: float, min_val_f1: float, champion, digest: str) -> tuple[bool, str]:

@@ -50,19 +50,21 @@ def test_prediction_log_drops_and_counts_when_the_store_fails(tmp_path: Path) ->
     def broken() -> Store:
         raise StoreError("disk full")
 
-    log = PredictionLogger(broken, "m", "1", flush_interval_s=0.01,
+    log = PredictionLogger(broken, flush_interval_s=0.01,
                            on_dropped=lambda n, why: dropped.append((n, why)), on_written=written.append)
-    log.submit(["a", "b"], ["x", "y"], [{"label": "pos", "score": 0.9, "scores": {"pos": 0.9, "neg": 0.1}}] * 2,
-               [[2], [2]])
+    pos = {"label": "pos", "score": 0.9, "scores": {"pos": 0.9, "neg": 0.1}}
+    log.submit(("m", "1"), ["a", "b"], ["x", "y"], [pos] * 2, [[2], [2]])
     assert log.flush(5)
     assert dropped == [(2, "disk full")] and written == []
 
-    good = PredictionLogger(lambda: Store(f"sqlite:///{tmp_path / 'fb.db'}"), "m", "1", log_texts=False,
+    good = PredictionLogger(lambda: Store(f"sqlite:///{tmp_path / 'fb.db'}"), log_texts=False,
                             flush_interval_s=0.01)
-    good.submit(["c"], ["secret"], [{"label": "neg", "score": 0.7, "scores": {"pos": 0.3, "neg": 0.7}}], [[1, 2]])
+    neg = {"label": "neg", "score": 0.7, "scores": {"pos": 0.3, "neg": 0.7}}
+    good.submit(("m", "1"), ["c"], ["secret"], [neg], [[1, 2]])
     assert good.flush(5)
     logged = Store(f"sqlite:///{tmp_path / 'fb.db'}").prediction("c")
-    assert logged.text is None and (logged.n_tokens, logged.n_unk, logged.n_chars) == (2, 1, 6)
+    assert logged.text is None and logged.model_version == "1"
+    assert (logged.n_tokens, logged.n_unk, logged.n_chars) == (2, 1, 6)
 
 
 def test_feedback_wins_over_the_corpus_label_and_the_latest_feedback_wins() -> None:

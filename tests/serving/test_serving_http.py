@@ -157,14 +157,18 @@ def test_model_info(client: httpx.Client, bundle) -> None:
     assert info["labels"] == meta["labels"]
     assert info["metrics"] == meta["metrics"]
     assert info["limits"]["max_texts"] == 32
+    assert info["rollout"]["source"] == str(bundle) and info["rollout"]["following"] is False  # a fixed bundle
+    answer = client.post("/classify", json={"texts": ["好"]})
+    assert answer.headers["x-model-version"] == meta["version"]
 
 
-def test_metrics_has_latency_and_predictions_per_label(client: httpx.Client) -> None:
+def test_metrics_has_latency_and_predictions_per_label(client: httpx.Client, bundle) -> None:
     results = classify(client, ["这本书很好看", "质量太差了", "一般"])
     text = client.get("/metrics").text
+    version = json.loads((bundle / "meta.json").read_text())["version"]
     assert re.search(r'^textclf_request_duration_seconds_count\{status="200"\} [1-9]', text, re.M)
     for label in {r["label"] for r in results}:
-        match = re.search(rf'^textclf_predictions_total\{{label="{label}"\}} (\S+)$', text, re.M)
+        match = re.search(rf'^textclf_predictions_total\{{label="{label}",version="{version}"\}} (\S+)$', text, re.M)
         assert match and float(match.group(1)) >= 1
 
 

@@ -32,6 +32,8 @@ def make_tiny_bundle(
     max_len: int = 128,
     model: str = "bilstm",
     dim: int = 16,
+    seed: int = 0,
+    version: str = "0.0.1",
 ):
     """Write model.onnx, tokenizer.json and meta.json into `path` with training's own tokenizer, model and
     exporter; return the exported torch module (ids → probabilities, logits)."""
@@ -44,7 +46,7 @@ def make_tiny_bundle(
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = train_tokenizer(texts, vocab_size=20_000, min_frequency=1, max_len=max_len)
     tokenizer.save(str(out / "tokenizer.json"))
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     classifier = build_model(model, tokenizer.get_vocab_size(), len(labels), embedding_dim=dim, hidden_size=dim)
     head = classifier.head[-1] if model == "textrnn" else classifier.classifier
     with torch.no_grad():
@@ -53,7 +55,7 @@ def make_tiny_bundle(
     props = {
         "labels": json.dumps(list(labels), ensure_ascii=False),
         "model_name": f"tiny-{model}",
-        "version": "0.0.1",
+        "version": version,
         "tokenizer_sha256": file_sha256(out / "tokenizer.json"),
     }
     export_onnx(classifier, out / "model.onnx", props)

@@ -1,0 +1,112 @@
+"""The release channel: the champion's bundles, and a pointer saying which one to serve.
+
+    <channel>/champion.json         {"bundle": "v3-1a2b3c4d5e6f", "version": "3", "labels": [...],
+                                     "registered_model": ..., "model_uri": ..., "published": ..., "reason": ...}
+    <channel>/v3-1a2b3c4d5e6f/      model.onnx, tokenizer.json, meta.json; never changed once written
+
+The package stage and `pipelines.rollback` publish; every serving worker polls the pointer (serving/rollout.py).
+A bundle folder is complete (written aside, then renamed) before the pointer names it, and the pointer is
+replaced with one `os.replace`, so a reader sees the old release or the new one, never half of one. The channel
+is plain files: a shared filesystem (NFS, EFS, a mounted bucket) lets a fleet of services follow one champion.
+Standard library only: the serving image imports this.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+POINTER = "champion.json"
+BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")
+KEEP = 5  # releases kept on disk (the one the pointer names always is): room to roll back without the registry
+
+
+class ReleaseError(RuntimeError):
+    """The channel's pointer is missing or unreadable, or names a bundle that is not there."""
+
+
+@dataclass(frozen=True)
+class Release:
+    key: str  # the bundle's folder name in the channel
+    bundle: Path
+    version: str
+    labels: tuple[str, ...]  # what the publisher promised; the bundle must agree
+
+    @property
+    def name(self) -> str:
+        return f"v{self.version} ({self.key})"
+
+
+def is_channel(path: Path) -> bool:
+    return (path / POINTER).is_file()
+
+
+def read_release(channel: Path) -> Release:
+    """The release the pointer names; a `ReleaseError` says what is wrong with it."""
+    pointer = channel / POINTER
+    try:
+        data = json.loads(pointer.read_text(encoding="utf-8"))
+        key, version, labels = str(data["bundle"]), str(data["version"]), tuple(str(x) for x in data["labels"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ReleaseError(f"cannot read {pointer}: {exc!r}") from exc
+    if "/" in key or key.startswith("."):
+        raise ReleaseError(f"{pointer}: 'bundle' must name a folder in {channel}, got {key!r}")
+    return Release(key, channel / key, version, labels)
+
+
+def content_key(bundle: Path, version: str) -> str:
+    """The folder name of a bundle in the channel: its version and a digest of what it scores with, so a
+    registry rebuilt from scratch that hands out version 1 again never reuses an old folder."""
+    digest = hashlib.sha256()
+    for name in ("model.onnx", "tokenizer.json"):
+        digest.update((bundle / name).read_bytes())
+    return f"v{version}-{digest.hexdigest()[:12]}"
+
+
+def publish(bundle: Path, channel: Path, reason: str, keep: int = KEEP) -> Release:
+    """Copy `bundle` into the channel (once) and point the channel at it; returns the release."""
+    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
+    version, labels = str(meta["version"]), [str(x) for x in meta["labels"]]
+    channel.mkdir(parents=True, exist_ok=True)
+    key = content_key(bundle, version)
+    dest = channel / key
+    if not dest.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=channel))
+        for name in BUNDLE_FILES:
+            shutil.copy2(bundle / name, staging / name)
+        staging.chmod(0o755)  # mkdtemp makes it private; every worker's user must read it
+        os.replace(staging, dest)
+    os.utime(dest)  # pruning keeps the most recently published
+    write_atomically(channel / POINTER, {
+        "bundle": key, "version": version, "labels": labels, "model_name": meta.get("model_name"),
+        "registered_model": meta.get("registered_model"), "model_uri": meta.get("model_uri"),
+        "published": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason,
+    })
+    prune(channel, keep, key)
+    return Release(key, dest, version, tuple(labels))
+
+
+def write_atomically(path: Path, payload: dict[str, Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(payload, f, ensure_ascii=False, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes it private
+    os.replace(tmp, path)
+
+
+def prune(channel: Path, keep: int, current: str) -> None:
+    """Delete all but the `keep` newest release folders; never the current one. A worker that still serves a
+    deleted release keeps it in memory (onnxruntime and tokenizers read their files once)."""
+    folders = sorted((p for p in channel.iterdir() if p.is_dir() and p.name.startswith("v") and p.name != current),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in folders[max(0, keep - 1):]:
+        shutil.rmtree(old, ignore_errors=True)
