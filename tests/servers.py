@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -122,3 +124,49 @@ def classify(http: httpx.Client, texts: list[str]) -> list[dict]:
     response = http.post("/classify", json={"texts": texts})
     assert response.status_code == 200, response.text
     return response.json()
+
+
+class Load:
+    """Clients posting /classify back to back from a thread until stopped; every answer is kept."""
+
+    def __init__(self, url: str, texts: list[str], clients: int = 6) -> None:
+        self.url, self.texts, self.clients = url, texts, clients
+        self.answers: list[tuple[float, int, str | None, list | str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    async def _client(self, http: httpx.AsyncClient) -> None:
+        while not self._stop.is_set():
+            try:
+                response = await http.post("/classify", json={"texts": self.texts})
+            except httpx.HTTPError as exc:  # a refused or dropped connection is a failed request too
+                self.answers.append((time.monotonic(), 0, None, repr(exc)))
+                continue
+            body = response.json() if response.status_code == 200 else response.text
+            self.answers.append((time.monotonic(), response.status_code, response.headers.get("x-model-version"),
+                                 body))
+
+    async def _run(self) -> None:
+        async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:
+            await asyncio.gather(*(self._client(http) for _ in range(self.clients)))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def wait_for(self, version: str, since: float, within_s: float = 30) -> float:
+        """Seconds from `since` to the first answer by `version`, once the last 40 answers all came from it
+        (every worker switched); fails after `within_s`, the promise of a switch within 30 s."""
+        deadline = since + within_s
+        while time.monotonic() < deadline:
+            recent = [a for a in self.answers[-40:] if a[0] > since]
+            if len(recent) == 40 and all(a[2] == version for a in recent):
+                first = next(a[0] for a in self.answers if a[0] > since and a[2] == version)
+                return first - since
+            time.sleep(0.1)
+        raise AssertionError(f"v{version} not served by every worker within {within_s} s: "
+                             f"{[a[2] for a in self.answers[-40:]]}")

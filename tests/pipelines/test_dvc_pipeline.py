@@ -69,6 +69,8 @@ def test_full_repro_writes_every_output(project):
         assert (project / path).is_file(), path
     best = json.loads((project / "metrics/best.json").read_text())
     assert best["promoted"] is True and best["champion"]["version"] == "1"
+    pointer = json.loads((project / "artifacts/releases/champion.json").read_text())
+    assert pointer["version"] == "1" and (project / "artifacts/releases" / pointer["bundle"] / "model.onnx").is_file()
     export = json.loads((project / "metrics/export.json").read_text())
     assert export["parity"]["max_abs_diff"] <= 1e-5
     meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
@@ -383,6 +385,76 @@ def test_packaged_champion_is_served_from_the_bentoml_store(project, tmp_path):
         assert [set(item["scores"]) for item in answer.json()] == [{"neg", "pos"}] * 2
     finally:
         server.stop()
+
+
+def test_the_service_follows_promotion_and_rollback_under_load(project, tmp_path):
+    """`make serve` follows artifacts/releases: a promotion by `dvc repro` and `pipelines.rollback` both reach
+    the running service within 30 s with no failed request; rollback refuses what it must, and a later
+    `dvc repro` does not undo it."""
+    from tests.servers import Load, start_server
+
+    c = client(project)
+    sh(project, "dvc", "repro")  # whatever earlier tests left stale, settle it first
+    before = c.get_model_version_by_alias("textclf", "champion")
+    pointer = json.loads((project / "artifacts/releases/champion.json").read_text())
+    assert pointer["version"] == str(before.version)
+    server = start_server(project / "artifacts/releases", tmp_path / "serve.log",
+                          env={"TEXTCLF_RELOAD_INTERVAL_S": "0.5"})
+    c.set_model_version_tag("textclf", before.version, "val_macro_f1", "0")  # any candidate beats it
+    try:
+        with Load(server.url, TEXTS[:3]) as load:
+            # A new version of the same candidate: the pyfunc's code is part of what a version is.
+            with (project / "serving/pyfunc.py").open("a") as f:
+                f.write("# a new build\n")
+            moved = time.monotonic()
+            sh(project, "dvc", "repro")
+            best = json.loads((project / "metrics/best.json").read_text())
+            promoted = best["champion"]["version"]
+            assert best["promoted"] is True and promoted != str(before.version)
+            load.wait_for(promoted, moved, within_s=30 + time.monotonic() - moved)
+
+            moved = time.monotonic()
+            sh(project, sys.executable, "-m", "pipelines.rollback")
+            load.wait_for(str(before.version), moved)
+            best = json.loads((project / "metrics/best.json").read_text())
+            assert best["rollback"]["from"] == promoted and best["rollback"]["to"] == str(before.version)
+            assert best["champion"]["version"] == str(before.version)
+
+            redo = sh(project, "dvc", "repro").stdout  # the rolled-back version is not promoted again
+            best = json.loads((project / "metrics/best.json").read_text())
+            assert "export" in ran(redo) and best["promoted"] is False and "rolled back" in best["reason"]
+            assert c.get_model_version_by_alias("textclf", "champion").version == before.version
+            time.sleep(2)
+        statuses = [a[1] for a in load.answers]
+        assert statuses.count(200) == len(statuses) > 100, {s: statuses.count(s) for s in set(statuses)}
+        assert {a[2] for a in load.answers} == {str(before.version), promoted}
+    finally:
+        server.stop()
+        c.set_model_version_tag("textclf", before.version, "val_macro_f1", before.tags["val_macro_f1"])
+
+    lost, taken = c.get_model_version("textclf", promoted), c.get_model_version("textclf", before.version)
+    assert {"champion_taken_at", "champion_lost_at", "rolled_back_at"} <= set(lost.tags)
+    assert taken.tags["champion_taken_at"] == lost.tags["champion_lost_at"] == lost.tags["rolled_back_at"]
+    history = json.loads(c.get_registered_model("textclf").tags["champion_history"])
+    assert [(h["version"], h["by"]) for h in history[-2:]] == [(promoted, "export"), (str(before.version), "rollback")]
+    bento = json.loads((project / "artifacts/bento_model.json").read_text())
+    assert bento["release"]["version"] == str(before.version)
+
+    # Refusals name why and change nothing.
+    unregistered = c.create_model_version("textclf", source=lost.source, run_id=lost.run_id)  # no parity record
+    dead = f"http://127.0.0.1:{free_port()}"
+    for args, extra, why in [(["--to", "999"], {}, "has no version 999"),
+                             (["--to", str(unregistered.version)], {}, "no record of passing ONNX parity"),
+                             ([], {"MLFLOW_TRACKING_URI": dead}, "cannot read textclf@champion")]:
+        done = sh(project, sys.executable, "-m", "pipelines.rollback", *args, check=False, **extra)
+        assert done.returncode == 2 and why in done.stderr, done.stderr[-2000:]
+    assert c.get_model_version_by_alias("textclf", "champion").version == before.version
+
+    # Pinning a version chosen on purpose clears its rolled-back mark.
+    sh(project, sys.executable, "-m", "pipelines.rollback", "--to", promoted)
+    assert "rolled_back_at" not in c.get_model_version("textclf", promoted).tags
+    assert json.loads((project / "artifacts/releases/champion.json").read_text())["version"] == promoted
+    sh(project, sys.executable, "-m", "pipelines.rollback", "--to", str(before.version))
 
 
 # --- the production loop on this project's champion: logged traffic → monitor → feedback → snapshot → repro ---
