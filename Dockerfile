@@ -1,6 +1,9 @@
 # Serving image: BentoML + onnxruntime over the exported bundle. No torch, runs as a non-root user.
 #   docker build -t textclf-serve .   (needs artifacts/bundle/ from `make run`)
 #   docker run --rm -p 3000:3000 textclf-serve
+# To follow the champion instead of the bundle baked in, mount the release channel the package stage and
+# `pipelines.rollback` publish to (shared by a fleet):
+#   docker run --rm -p 3000:3000 -v /shared/textclf/releases:/releases:ro -e TEXTCLF_BUNDLE=/releases textclf-serve
 
 # --- build stage: a virtual environment with only the `serve` extra -----------------------------------
 FROM python:3.11-slim AS build

@@ -69,3 +69,4 @@ bench-serve: repro
 bench-production: repro
 	$(PY) -m bench.drift_bench --windows 40
 	$(PY) -m bench.logging_bench --rounds 3
+	$(PY) -m bench.rollout_bench --rounds 3

@@ -387,7 +387,7 @@ def test_packaged_champion_is_served_from_the_bentoml_store(project, tmp_path):
         server.stop()
 
 
-def test_the_service_follows_promotion_and_rollback_under_load(project, tmp_path):
+def test_the_service_follows_promotion_and_rollback_under_load(project, registry, tmp_path):
     """`make serve` follows artifacts/releases: a promotion by `dvc repro` and `pipelines.rollback` both reach
     the running service within 30 s with no failed request; rollback refuses what it must, and a later
     `dvc repro` does not undo it."""

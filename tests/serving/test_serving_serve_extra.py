@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.releases import publish
 from tests.servers import REPO, start_server
 
 
@@ -47,11 +48,14 @@ def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_pat
         found = subprocess.run([python, "-c", f"import {heavy}"], capture_output=True, cwd=workdir)
         assert found.returncode != 0, f"{heavy} is importable in the serve-only environment"
     env = {"PATH": f"{venv / 'bin'}:{os.environ['PATH']}"}
-    server = start_server(bundle, tmp_path / "serve.log", env=env, bentoml=venv / "bin" / "bentoml", cwd=workdir)
+    channel = tmp_path / "releases"  # the image follows a release channel as `make serve` does
+    release = publish(bundle, channel, "serve-only check")
+    server = start_server(channel, tmp_path / "serve.log", env=env, bentoml=venv / "bin" / "bentoml", cwd=workdir)
     try:
         texts = ["这本书很好看", "质量太差了", ""]
         response = httpx.post(server.url + "/classify", json={"texts": texts}, timeout=30)
         assert response.status_code == 200, response.text
+        assert response.headers["x-model-version"] == release.version
         assert [r["label"] for r in response.json()] == [r["label"] for r in predictor.predict(texts)]
         assert httpx.get(server.url + "/model", timeout=10).status_code == 200
         feedback = {"id": response.json()[0]["id"], "label": predictor.labels[0]}
