@@ -1,16 +1,21 @@
 """What a switch of champion costs a running service, and how fast two services follow one alias.
 
-Works on a copy of the registry (mlflow.db; the artifacts are read where they are) and its own release
+Works on a copy of the registry (mlflow.db; the artifacts are read where they are) with its own release
 channel, BentoML store and metrics, so the checkout's champion never moves. Two services follow the channel
-at the default reload interval. Each round:
+at the default reload interval (5 s); wrk (32 connections, one review per request) drives service 1, and a
+light poller (about 20 requests/s) on each service notes when each version first answers (X-Model-Version)
+and samples the service's resident memory. Each round, serving version A:
 
-1. wrk (32 connections) on service 1 for --seconds with no switch: req/s, p99, peak memory;
-2. the same again while `python -m pipelines.rollback` moves `champion` to the other version a quarter of the
-   way in: req/s, p99, errors, peak memory (two models loaded in a worker for a moment);
-3. from the alias move (the registry's `champion_taken_at` tag) to the first answer by the new version on
-   each service, seen by a light poller (20 requests/s per service) reading X-Model-Version.
+1. steady: wrk for --seconds, no switch;
+2. rollback: the same, with `python -m pipelines.rollback --to B` started 2 s in: a switch as users make it,
+   the rollback process (MLflow, download, check, BentoML store) sharing the 2 cores; the time from the alias
+   move (the registry's `champion_taken_at` tag) to the first answer by B on each service;
+3. publish: the same, with A's bundle published to the channel 2 s in: the service's own cost of a switch
+   (nothing else runs); then, untimed, the alias goes back to A.
 
-Rounds alternate the two versions; medians are reported. Writes bench/results/rollout.json.
+Then a soak switches service 1 between the two bundles --swaps times, 7 s apart, and records its resident
+memory after each switch, so a model that is never freed would show. Medians of the rounds. Writes
+bench/results/rollout.json.
 
     python -m bench.rollout_bench --versions 1 2
 """
@@ -34,6 +39,7 @@ import httpx
 import yaml
 
 from bench.serve_bench import BIN, REPO, Served, review_texts, run_wrk, write_bodies
+from serving.releases import publish
 
 
 class Watch(threading.Thread):
@@ -57,8 +63,9 @@ class Watch(threading.Thread):
                 time.sleep(0.05)
 
 
-def rollback(env: dict[str, str], work: Path, to: str) -> float:
+def rollback(env: dict[str, str], work: Path, to: str, must_move: bool = True) -> float:
     """Move champion to `to` in the copied registry; the alias move's time (epoch) from the registry's tag."""
+    started = time.time()
     subprocess.run([sys.executable, "-m", "pipelines.rollback", "--to", to, "--params", str(work / "params.yaml"),
                     "--bundle", str(work / "bundle"), "--metrics", str(work / "metrics"),
                     "--bento-record", str(work / "bento_model.json")],
@@ -66,30 +73,57 @@ def rollback(env: dict[str, str], work: Path, to: str) -> float:
     import mlflow
 
     taken = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"]).get_model_version("textclf", to).tags["champion_taken_at"]
-    return datetime.fromisoformat(taken).timestamp()
+    at = datetime.fromisoformat(taken).timestamp()
+    if must_move and at < started:
+        raise RuntimeError(f"v{to} already held champion: the alias did not move")
+    return at
 
 
-def phase(server: Served, watches: list[Watch], bodies: Path, seconds: int, switch=None) -> dict:
-    """wrk on `server` for `seconds`; `switch()` runs a quarter of the way in. Peak memory over the phase."""
+def phase(server: Served, watches: list[Watch], bodies: Path, seconds: int, switch=None, switch_at: float = 2,
+          target: str | None = None) -> dict:
+    """wrk on `server` for `seconds`; `switch()` runs `switch_at` seconds in, and the phase lasts until every
+    service has answered with `target`. Peak memory over the phase."""
     for watch in watches:
         watch.rss_peak = 0.0
         watch.first_seen.clear()
-    mover = threading.Timer(seconds / 4, switch) if switch else None
+    mover = threading.Timer(switch_at, switch) if switch else None
     if mover:
         mover.start()
     result = run_wrk(server.url, bodies, 32, seconds)
+    wrk_end = time.time()
     if mover:
         mover.join()
+    deadline = time.monotonic() + 60
+    while target and not all(target in w.first_seen for w in watches):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"v{target} never answered on every service")
+        time.sleep(0.1)
     time.sleep(1)
     return {"rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
-            "requests": result.requests, "rss_peak_mb": [round(w.rss_peak, 1) for w in watches]}
+            "requests": result.requests, "rss_peak_mb": [round(w.rss_peak, 1) for w in watches],
+            "first_seen": [w.first_seen[target] for w in watches] if target else None,
+            "switched_during_wrk": bool(target) and all(w.first_seen[target] < wrk_end for w in watches)}
+
+
+def soak(server: Served, bundles: dict[str, Path], channel: Path, swaps: int, every_s: float = 7.0) -> list[float]:
+    """The service's resident memory (MB) before and after each of `swaps` alternating switches under the
+    pollers' light load: a model that is never freed would add its size every switch; memory the allocator
+    keeps for reuse levels off."""
+    series = [round(server.rss_mb()[0], 1)]
+    versions = list(bundles)
+    for i in range(swaps):
+        publish(bundles[versions[i % 2]], channel, "soak")
+        time.sleep(every_s)  # the reload interval (5 s) and the load
+        series.append(round(server.rss_mb()[0], 1))
+    return series
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--versions", nargs=2, default=["1", "2"], help="two registered versions that passed parity")
-    p.add_argument("--seconds", type=int, default=20)
+    p.add_argument("--seconds", type=int, default=30)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--swaps", type=int, default=16, help="switches of the memory soak")
     p.add_argument("--out", type=Path, default=REPO / "bench/results/rollout.json")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rollout_bench_"))
@@ -100,7 +134,10 @@ def main() -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
            "BENTOML_HOME": str(work / "bentoml"), "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true"}
     a, b = args.versions
-    rollback(env, work, a)
+    bundles = {}
+    for version in (b, a):  # each version's bundle, as rollback fetches it; the channel ends on `a`
+        rollback(env, work, version, must_move=False)
+        bundles[version] = shutil.copytree(work / "bundle", work / "bundles" / version)
     servers = [Served([str(BIN / "bentoml"), "serve", "serving.service:Classifier", "--host", "127.0.0.1", "--port",
                        "{port}"], {**env, "TEXTCLF_BUNDLE": str(work / "releases"),
                                    "TEXTCLF_FEEDBACK_URL": f"sqlite:///{work / f'feedback-{i}.db'}"},
@@ -112,20 +149,25 @@ def main() -> None:
     rounds = []
     try:
         run_wrk(servers[0].url, bodies, 32, 3)  # warm-up, not counted
-        current = a
-        for _ in range(args.rounds):
-            target = b if current == a else a
+        for _ in range(args.rounds):  # serving a: rollback to b (all of it), then publish a (the service alone)
             steady = phase(servers[0], watches, bodies, args.seconds)
             moved: list[float] = []
-            switching = phase(servers[0], watches, bodies, args.seconds,
-                              switch=lambda target=target, moved=moved: moved.append(rollback(env, work, target)))
-            follow_s = [round(w.first_seen[target] - moved[0], 2) for w in watches]
-            rounds.append({"to": target, "steady": steady, "switch": switching, "alias_to_first_answer_s": follow_s})
-            print(f"→ v{target}: steady {steady['rps']:.0f} req/s p99 {steady['p99_ms']:.0f} ms; switching "
-                  f"{switching['rps']:.0f} req/s p99 {switching['p99_ms']:.0f} ms, errors {switching['errors']}; "
-                  f"first answer after {follow_s} s; peak RSS {steady['rss_peak_mb']} → {switching['rss_peak_mb']} MB",
-                  file=sys.stderr)
-            current = target
+            by_rollback = phase(servers[0], watches, bodies, args.seconds, target=b,
+                                switch=lambda moved=moved: moved.append(rollback(env, work, b)))
+            published: list[float] = []
+            by_publish = phase(servers[0], watches, bodies, args.seconds, target=a,
+                               switch=lambda published=published: (published.append(time.time()),
+                                                                   publish(bundles[a], work / "releases", "bench")))
+            rollback(env, work, a)  # the alias back on a, whose release the services already serve: no switch
+            rounds.append({
+                "steady": steady, "publish": by_publish, "rollback": by_rollback,
+                "publish_to_first_answer_s": [round(t - published[0], 2) for t in by_publish["first_seen"]],
+                "alias_to_first_answer_s": [round(t - moved[0], 2) for t in by_rollback["first_seen"]],
+            })
+            print(json.dumps({k: v for k, v in rounds[-1].items() if not isinstance(v, dict)}),
+                  {k: (rounds[-1][k]["rps"], rounds[-1][k]["p99_ms"], rounds[-1][k]["errors"],
+                       rounds[-1][k]["rss_peak_mb"]) for k in ("steady", "publish", "rollback")}, file=sys.stderr)
+        memory = soak(servers[0], bundles, work / "releases", args.swaps)
     finally:
         for watch in watches:
             watch.stop.set()
@@ -133,21 +175,20 @@ def main() -> None:
             server.stop()
 
     def median(key: str, sub: str, i: int | None = None) -> float:
-        values = [r[key][sub] if i is None else r[key][sub][i] for r in rounds]
-        return round(statistics.median(values), 2)
+        return round(statistics.median(r[key][sub] if i is None else r[key][sub][i] for r in rounds), 2)
 
-    summary = {
-        "steady_rps": median("steady", "rps"), "switch_rps": median("switch", "rps"),
-        "steady_p99_ms": median("steady", "p99_ms"), "switch_p99_ms": median("switch", "p99_ms"),
-        "switch_errors": sum(r["switch"]["errors"] for r in rounds),
-        "alias_to_first_answer_s": [statistics.median(r["alias_to_first_answer_s"][i] for r in rounds)
-                                    for i in (0, 1)],
-        "steady_rss_peak_mb": median("steady", "rss_peak_mb", 0),
-        "switch_rss_peak_mb": median("switch", "rss_peak_mb", 0),
-    }
-    summary["rps_ratio"] = round(summary["switch_rps"] / summary["steady_rps"], 3)
+    summary = {key: {"rps": median(key, "rps"), "p99_ms": median(key, "p99_ms"),
+                     "errors": sum(r[key]["errors"] for r in rounds), "rss_peak_mb": median(key, "rss_peak_mb", 0)}
+               for key in ("steady", "publish", "rollback")}
+    for key in ("publish", "rollback"):
+        summary[key]["rps_ratio"] = round(summary[key]["rps"] / summary["steady"]["rps"], 3)
+        summary[key]["p99_ratio"] = round(summary[key]["p99_ms"] / summary["steady"]["p99_ms"], 3)
+    for key in ("publish_to_first_answer_s", "alias_to_first_answer_s"):
+        summary[key] = [statistics.median(r[key][i] for r in rounds) for i in (0, 1)]
+    summary["soak_rss_mb"] = {"before": memory[0], "max": max(memory), "last": memory[-1], "swaps": args.swaps}
     args.out.write_text(json.dumps({"versions": args.versions, "seconds": args.seconds, "connections": 32,
-                                    "reload_interval_s": 5, "summary": summary, "rounds": rounds}, indent=2) + "\n")
+                                    "reload_interval_s": 5, "summary": summary, "rounds": rounds,
+                                    "soak_rss_mb": memory}, indent=2) + "\n")
     print(json.dumps(summary, indent=2), file=sys.stderr)
 
 
