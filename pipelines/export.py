@@ -5,8 +5,9 @@
 2. Only a bundle that passed parity is logged on the candidate's MLflow run as a pyfunc MLflow Model
    (onnxruntime + tokenizers, no torch) with a signature, and registered as a new model version.
 3. Only a version that also passed select's gate gets the alias `champion`.
-4. artifacts/bundle always holds the champion's bundle, which `package` and the REST service use. A failed
-   parity or gate leaves the old champion and its bundle in place; metrics/best.json says why.
+4. artifacts/bundle always holds the champion's bundle, which `package` publishes to the release channel that
+   running services follow. A failed parity or gate leaves the old champion and its bundle in place;
+   metrics/best.json says why. A version that `pipelines.rollback` moved away from is never promoted again here.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from serving.predictor import BundleError, OnnxPredictor
-from serving.releases import Release, ReleaseError, is_channel, read_release
+from serving.releases import POINTER, Release, ReleaseError, is_channel, read_release
 
 logger = logging.getLogger("textclf.serving")
 # Chinese, English, the empty-text ([UNK]) path, and a full batch of long texts, so onnxruntime has sized its
@@ -92,6 +92,10 @@ class Follower:
                     self._refuse(release, exc)
                     raise
             else:
+                if not self.source.is_dir():
+                    raise BundleError(f"{self.source} is neither a release channel (no {POINTER}) nor a bundle folder;"
+                                      " `dvc repro` publishes the champion to artifacts/releases, or set "
+                                      "TEXTCLF_BUNDLE to a bundle folder")
                 predictor = load(self.source, self.threads)
                 self.current = Served(predictor, predictor.info.version, str(self.source), time.time())
         finally:
