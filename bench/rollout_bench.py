@@ -47,7 +47,7 @@ class Watch(threading.Thread):
 
     def __init__(self, server: Served) -> None:
         super().__init__(daemon=True)
-        self.server, self.first_seen, self.rss_peak = server, {}, 0.0
+        self.server, self.first_seen, self.rss_peak, self.failed = server, {}, 0.0, 0
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -59,6 +59,8 @@ class Watch(threading.Thread):
                     answer = None
                 if answer is not None and answer.status_code == 200:
                     self.first_seen.setdefault(answer.headers.get("x-model-version"), time.time())
+                else:
+                    self.failed += 1
                 self.rss_peak = max(self.rss_peak, self.server.rss_mb()[0])
                 time.sleep(0.05)
 
@@ -84,7 +86,7 @@ def phase(server: Served, watches: list[Watch], bodies: Path, seconds: int, swit
     """wrk on `server` for `seconds`; `switch()` runs `switch_at` seconds in, and the phase lasts until every
     service has answered with `target`. Peak memory over the phase."""
     for watch in watches:
-        watch.rss_peak = 0.0
+        watch.rss_peak, watch.failed = 0.0, 0
         watch.first_seen.clear()
     mover = threading.Timer(switch_at, switch) if switch else None
     if mover:
@@ -101,21 +103,57 @@ def phase(server: Served, watches: list[Watch], bodies: Path, seconds: int, swit
     time.sleep(1)
     return {"rps": result.rps, "p50_ms": result.p50_ms, "p99_ms": result.p99_ms, "errors": result.errors,
             "requests": result.requests, "rss_peak_mb": [round(w.rss_peak, 1) for w in watches],
+            "poller_failed": [w.failed for w in watches],
             "first_seen": [w.first_seen[target] for w in watches] if target else None,
             "switched_during_wrk": bool(target) and all(w.first_seen[target] < wrk_end for w in watches)}
 
 
-def soak(server: Served, bundles: dict[str, Path], channel: Path, swaps: int, every_s: float = 7.0) -> list[float]:
+def swapped(server: Served) -> float:
+    """textclf_model_reloads_total{outcome="swapped"}, summed over the service's workers."""
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith('textclf_model_reloads_total{outcome="swapped"}'))
+
+
+def soak(server: Served, bundles: dict[str, Path], channel: Path, swaps: int, every_s: float = 7.0) -> list[dict]:
     """The service's resident memory (MB) before and after each of `swaps` alternating switches under the
-    pollers' light load: a model that is never freed would add its size every switch; memory the allocator
-    keeps for reuse levels off."""
-    series = [round(server.rss_mb()[0], 1)]
+    pollers' light load, with the workers' swap count, so each sample is known to follow a switch. A model
+    that is never freed would add its size every switch; memory the allocator keeps for reuse levels off."""
+    series = [{"rss_mb": round(server.rss_mb()[0], 1), "swapped": swapped(server)}]
     versions = list(bundles)
     for i in range(swaps):
         publish(bundles[versions[i % 2]], channel, "soak")
         time.sleep(every_s)  # the reload interval (5 s) and the load
-        series.append(round(server.rss_mb()[0], 1))
+        series.append({"rss_mb": round(server.rss_mb()[0], 1), "swapped": swapped(server)})
     return series
+
+
+def summarise(rounds: list[dict], memory: list[dict]) -> dict:
+    """Medians over the rounds; each switch phase's ratios and extra memory against the steady phase of its own
+    round (the service's memory creeps up over the first switches, so rounds are not compared with each other)."""
+    def median(values) -> float:
+        return round(statistics.median(values), 3)
+
+    summary: dict = {"steady": {"rps": median(r["steady"]["rps"] for r in rounds),
+                                "p99_ms": median(r["steady"]["p99_ms"] for r in rounds)}}
+    for key in ("publish", "rollback"):
+        summary[key] = {
+            "rps": median(r[key]["rps"] for r in rounds), "p99_ms": median(r[key]["p99_ms"] for r in rounds),
+            "rps_ratio": median(r[key]["rps"] / r["steady"]["rps"] for r in rounds),
+            "p99_ratio": median(r[key]["p99_ms"] / r["steady"]["p99_ms"] for r in rounds),
+            "extra_rss_mb": [round(r[key]["rss_peak_mb"][0] - r["steady"]["rss_peak_mb"][0], 1) for r in rounds],
+        }
+    summary["switches"] = 2 * len(rounds)
+    summary["failed_requests"] = {
+        "wrk": sum(r[k]["errors"] for r in rounds for k in ("steady", "publish", "rollback")),
+        "pollers": sum(sum(r[k].get("poller_failed", [0])) for r in rounds for k in ("steady", "publish", "rollback"))}
+    for key in ("publish_to_first_answer_s", "alias_to_first_answer_s"):
+        summary[key] = [statistics.median(r[key][i] for r in rounds) for i in (0, 1)]
+    if memory:
+        rss = [m["rss_mb"] for m in memory]
+        summary["soak"] = {"switches": len(memory) - 1, "rss_mb_before": rss[0], "rss_mb_max": max(rss),
+                           "rss_mb_last": rss[-1], "swapped_counted": memory[-1]["swapped"] - memory[0]["swapped"]}
+    return summary
 
 
 def main() -> None:
@@ -174,21 +212,10 @@ def main() -> None:
         for server in servers:
             server.stop()
 
-    def median(key: str, sub: str, i: int | None = None) -> float:
-        return round(statistics.median(r[key][sub] if i is None else r[key][sub][i] for r in rounds), 2)
-
-    summary = {key: {"rps": median(key, "rps"), "p99_ms": median(key, "p99_ms"),
-                     "errors": sum(r[key]["errors"] for r in rounds), "rss_peak_mb": median(key, "rss_peak_mb", 0)}
-               for key in ("steady", "publish", "rollback")}
-    for key in ("publish", "rollback"):
-        summary[key]["rps_ratio"] = round(summary[key]["rps"] / summary["steady"]["rps"], 3)
-        summary[key]["p99_ratio"] = round(summary[key]["p99_ms"] / summary["steady"]["p99_ms"], 3)
-    for key in ("publish_to_first_answer_s", "alias_to_first_answer_s"):
-        summary[key] = [statistics.median(r[key][i] for r in rounds) for i in (0, 1)]
-    summary["soak_rss_mb"] = {"before": memory[0], "max": max(memory), "last": memory[-1], "swaps": args.swaps}
+    summary = summarise(rounds, memory)
     args.out.write_text(json.dumps({"versions": args.versions, "seconds": args.seconds, "connections": 32,
                                     "reload_interval_s": 5, "summary": summary, "rounds": rounds,
-                                    "soak_rss_mb": memory}, indent=2) + "\n")
+                                    "soak": memory}, indent=2) + "\n")
     print(json.dumps(summary, indent=2), file=sys.stderr)
 
 

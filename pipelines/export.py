@@ -34,6 +34,7 @@ from training.registry import (
     log_bundle_model,
     move_champion,
     register,
+    rolled_back_twin,
 )
 from training.tokenizer import encode, file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
@@ -103,10 +104,18 @@ def fetch_bundle(name: str, version: str, dst: str) -> Path:
 
 
 def replace_dir(src: Path, dest: Path) -> None:
-    if dest.exists():
-        shutil.rmtree(dest)
+    """Make `dest` a copy of `src`; a failed copy leaves the old `dest` whole."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, dest)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    shutil.rmtree(staging)
+    shutil.copytree(src, staging)
+    if dest.exists():
+        old = staging.with_name(staging.name + ".old")
+        dest.rename(old)
+        staging.rename(dest)
+        shutil.rmtree(old)
+    else:
+        staging.rename(dest)
 
 
 def main() -> None:
@@ -159,13 +168,15 @@ def register_and_promote(client, min_val_f1: float, pick: dict, staged: Path, ou
     """After parity: register the bundle, then move the alias if the gate, judged again against the champion
     as it is now (it may have moved since select ran), still passes. Returns the reason."""
     name = pick["registered_model"]
-    version = publish(client, name, pick["run_id"], staged, pick, run_data, data, decision["parity"]["max_abs_diff"])
+    version = register_version(client, name, pick["run_id"], staged, pick, run_data, data,
+                               decision["parity"]["max_abs_diff"])
     decision["registered_version"] = str(version.version)
     if not pick["gate_passed"]:
         return pick["reason"]
-    if ROLLED_BACK_TAG in version.tags:  # a rerun must not silently undo a rollback
-        return (f"v{version.version} is this candidate, and it was rolled back at {version.tags[ROLLED_BACK_TAG]}; "
-                f"`python -m pipelines.rollback --to {version.version}` serves it again")
+    twin = rolled_back_twin(client, name, version)
+    if twin is not None:  # a rerun must not silently undo a rollback
+        return (f"v{version.version} is the model of v{twin.version}, which was rolled back at "
+                f"{twin.tags[ROLLED_BACK_TAG]}; `python -m pipelines.rollback --to {version.version}` serves it again")
     passed, now = gate(pick["val"]["macro_f1"], min_val_f1, current_champion(client, name), pick["data_hash"])
     if not passed:
         return now
@@ -185,7 +196,8 @@ def candidate_run(client, run_id: str):
                                 "train stages against this store (dvc repro -f train)") from None
 
 
-def publish(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path, parity: float):
+def register_version(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path,
+                     parity: float):
     """Log the bundle as an MLflow Model on the candidate's run and register it, once per run and fingerprint
     (bundle files, pyfunc code, requirements)."""
     print_ = fingerprint(staged)

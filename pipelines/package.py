@@ -14,8 +14,7 @@ from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import PackageParams, load_params
-from serving.predictor import BUNDLE_FILES
-from serving.releases import publish
+from serving.releases import BUNDLE_FILES, publish
 from training.jsonio import write_json
 
 log = logging.getLogger("textclf.package")

@@ -1,33 +1,39 @@
 """Move `champion` back, or pin it to a version, and let every running service follow.
 
-    python -m pipelines.rollback            # back to the version that held champion before this one
+    python -m pipelines.rollback            # back to the last earlier champion not itself rolled back from
     python -m pipelines.rollback --to 3     # to registered version 3
 
 It refuses, naming why, a version that does not exist, one that never passed ONNX parity, one whose bundle
-cannot be fetched or does not answer, and a registry it cannot reach; nothing changes then. Otherwise the
-alias moves (the registry tags both versions with the time, and the registered model's `champion_history`
-tag records the move), artifacts/bundle becomes that version's bundle from its MLflow Model, the BentoML store
-gets it, and the release channel points at it: services following the channel switch within their reload
-interval. metrics/best.json records the rollback. A later `dvc repro` judges new candidates against the
-champion as it now stands and never promotes the rolled-back version again by itself.
+cannot be fetched or does not answer, one with other labels than the services serve, and a registry it cannot
+reach; nothing changes then. Otherwise the alias moves (the registry tags both versions with the time, and the
+registered model's `champion_history` tag records the move), artifacts/bundle becomes that version's bundle
+from its MLflow Model, the BentoML store gets it, and the release channel points at it: services following the
+channel switch within their reload interval. metrics/best.json records the rollback. A later `dvc repro` judges
+new candidates against the champion as it now stands and never promotes a rolled-back model again by itself
+(not even registered anew); `--to N` does, on purpose.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipelines.cli import parser, run
 from pipelines.export import fetch_bundle, replace_dir
 from pipelines.package import deploy
-from pipelines.params import load_params
+from pipelines.params import Params, load_params
 from training.jsonio import write_json
 from training.registry import ALIAS, ROLLED_BACK_TAG, current_champion, move_champion, passed_parity, previous_champion
 from training.tokenizer import file_sha256
 from training.tracking import TrackingError, quiet_mlflow, tracking_uri
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger("textclf.rollback")
 
@@ -36,7 +42,7 @@ class RollbackError(ValueError):
     """The rollback was refused; nothing changed."""
 
 
-def choose(client, name: str, to: int | None):
+def choose(client, name: str, to: int | None) -> tuple[ModelVersion, ModelVersion | None]:
     """(the version to serve, the current champion or None); a `RollbackError` says why not."""
     from mlflow.exceptions import MlflowException
 
@@ -60,9 +66,10 @@ def choose(client, name: str, to: int | None):
     return target, current
 
 
-def checked_bundle(name: str, target, dst: str) -> Path:
-    """The target's bundle, fetched and proven to answer before anything moves."""
-    from serving.predictor import BundleError
+def checked_bundle(name: str, target: ModelVersion, dst: str, channel: Path) -> Path:
+    """The target's bundle, fetched and proven to answer, with the labels the services serve, before anything
+    moves."""
+    from serving.releases import ReleaseError, is_channel, read_release
     from serving.rollout import load
 
     bundle = fetch_bundle(name, str(target.version), dst)
@@ -70,9 +77,16 @@ def checked_bundle(name: str, target, dst: str) -> Path:
     if expected and file_sha256(bundle / "model.onnx") != expected:
         raise RollbackError(f"{name} v{target.version}'s model.onnx differs from the one registered (onnx_sha256)")
     try:
-        load(bundle, threads=1)
-    except BundleError as err:
+        predictor = load(bundle, threads=1)
+    except Exception as err:  # onnxruntime and tokenizers raise their own kinds
         raise RollbackError(f"{name} v{target.version}'s bundle does not answer: {err}") from None
+    try:
+        served = read_release(channel).labels if is_channel(channel) else None
+    except ReleaseError:
+        served = None  # nothing published yet: nothing to compare with
+    if served is not None and predictor.labels != served:
+        raise RollbackError(f"{name} v{target.version} has the labels {list(predictor.labels)}, the services serve "
+                            f"{list(served)} and would refuse it; serve it by restarting them on it deliberately")
     return bundle
 
 
@@ -95,24 +109,36 @@ def main() -> None:
     mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient(tracking_uri())
     target, current = choose(client, name, args.to)
+    with tempfile.TemporaryDirectory() as tmp:  # everything that can refuse happens before the alias moves
+        bundle = checked_bundle(name, target, tmp, Path(params.package.release_channel))
+        commit(client, name, target, current, bundle, args, params, pinned=args.to is not None)
+
+
+def commit(client, name: str, target: ModelVersion, current: ModelVersion | None, bundle: Path,
+           args: argparse.Namespace, params: Params, pinned: bool) -> None:
+    """Move the alias and tag both versions, then write the files the services follow."""
     version, before = str(target.version), None if current is None else str(current.version)
-    with tempfile.TemporaryDirectory() as tmp:
-        bundle = checked_bundle(name, target, tmp)
-        if before == version:
-            reason, at = f"v{version} already holds {ALIAS}; its bundle was published again", None
-        else:
-            reason = f"rolled back from v{before}" if args.to is None else f"pinned by rollback --to {version}"
-            at = move_champion(client, name, version, "rollback", reason)
-            if before is not None:
-                client.set_model_version_tag(name, before, ROLLED_BACK_TAG, at)
+    if before == version:
+        reason, at = f"v{version} already holds {ALIAS}; its bundle was published again", None
+    else:
+        reason = f"pinned by rollback --to {version}" if pinned or before is None else f"rolled back from v{before}"
+        at = move_champion(client, name, version, "rollback", reason)
+    try:
+        if at is not None and before is not None:
+            client.set_model_version_tag(name, before, ROLLED_BACK_TAG, at)
         replace_dir(bundle, Path(args.bundle))
-    record = deploy(Path(args.bundle), params.package, Path(args.bento_record), reason)
-    record_in_best(Path(args.metrics) / "best.json", name, target, before, at, reason)
+        record = deploy(Path(args.bundle), params.package, Path(args.bento_record), reason)
+        record_in_best(Path(args.metrics) / "best.json", name, target, before, at, reason)
+    except Exception as err:
+        raise RollbackError(f"{name}@{ALIAS} is v{version} now, but publishing it failed ({err!r}); rerun "
+                            f"`python -m pipelines.rollback --to {version}` to finish") from err
     log.info("rollback: %s@%s is v%s (%s); %s points at it", name, ALIAS, version, reason,
              record["release"]["channel"])
 
 
-def record_in_best(path: Path, name: str, target, before: str | None, at: str | None, reason: str) -> None:
+def record_in_best(path: Path, name: str, target: ModelVersion, before: str | None, at: str | None,
+                   reason: str) -> None:
+    """metrics/best.json names the champion as it now stands and the rollback that made it so."""
     best = json.loads(path.read_text()) if path.is_file() else {}
     best["champion"] = {"version": str(target.version), "model": target.tags.get("model"), "run_id": target.run_id,
                         "model_uri": f"models:/{name}/{target.version}"}

@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from serving.releases import BUNDLE_FILES
+
 logger = logging.getLogger(__name__)
 
 UNK_ID = 1  # the bundle contract: [PAD]=0, [UNK]=1
-BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")
 
 
 class BundleError(RuntimeError):

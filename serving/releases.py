@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any
 
 POINTER = "champion.json"
 BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")
+logger = logging.getLogger("textclf.serving")
 KEEP = 5  # releases kept on disk (the one the pointer names always is): room to roll back without the registry
 
 
@@ -45,7 +48,13 @@ class Release:
 
 
 def is_channel(path: Path) -> bool:
-    return (path / POINTER).is_file()
+    """A channel has a pointer; a path with neither a pointer nor a bundle is taken for a channel not yet
+    published to (a first deploy, a mount not there yet), so the service waits for it."""
+    return (path / POINTER).is_file() or not (path / "model.onnx").is_file()
+
+
+def is_complete(bundle: Path) -> bool:
+    return all((bundle / name).is_file() for name in BUNDLE_FILES)
 
 
 def read_release(channel: Path) -> Release:
@@ -54,8 +63,13 @@ def read_release(channel: Path) -> Release:
     try:
         data = json.loads(pointer.read_text(encoding="utf-8"))
         key, version, labels = str(data["bundle"]), str(data["version"]), tuple(str(x) for x in data["labels"])
+    except FileNotFoundError:
+        raise ReleaseError(f"{channel} has no {POINTER} (nor a model.onnx) yet: `dvc repro` (its package stage) or "
+                           "`python -m pipelines.rollback --to N` publishes there, or set TEXTCLF_BUNDLE to a "
+                           "bundle folder") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ReleaseError(f"cannot read {pointer}: {exc!r}") from exc
+        raise ReleaseError(f"cannot read {pointer}: {exc!r}; republish with `python -m pipelines.rollback --to N`") \
+            from exc
     if "/" in key or key.startswith("."):
         raise ReleaseError(f"{pointer}: 'bundle' must name a folder in {channel}, got {key!r}")
     return Release(key, channel / key, version, labels)
@@ -71,18 +85,28 @@ def content_key(bundle: Path, version: str) -> str:
 
 
 def publish(bundle: Path, channel: Path, reason: str, keep: int = KEEP) -> Release:
-    """Copy `bundle` into the channel (once) and point the channel at it; returns the release."""
+    """Copy `bundle` into the channel (once) and point the channel at it; returns the release.
+
+    Everything written is world-readable: the services of a fleet may run as other users than the publisher."""
     meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
     version, labels = str(meta["version"]), [str(x) for x in meta["labels"]]
-    channel.mkdir(parents=True, exist_ok=True)
+    if not channel.is_dir():
+        channel.mkdir(parents=True)
+        channel.chmod(0o755)
     key = content_key(bundle, version)
     dest = channel / key
     if not dest.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=channel))
         for name in BUNDLE_FILES:
-            shutil.copy2(bundle / name, staging / name)
-        staging.chmod(0o755)  # mkdtemp makes it private; every worker's user must read it
-        os.replace(staging, dest)
+            shutil.copyfile(bundle / name, staging / name)
+            (staging / name).chmod(0o644)
+        staging.chmod(0o755)  # mkdtemp makes it private
+        try:
+            os.replace(staging, dest)
+        except OSError:  # another publisher put the same release there first: theirs is as good
+            shutil.rmtree(staging, ignore_errors=True)
+            if not dest.is_dir():
+                raise
     os.utime(dest)  # pruning keeps the most recently published
     write_atomically(channel / POINTER, {
         "bundle": key, "version": version, "labels": labels, "model_name": meta.get("model_name"),
@@ -104,9 +128,11 @@ def write_atomically(path: Path, payload: dict[str, Any]) -> None:
 
 
 def prune(channel: Path, keep: int, current: str) -> None:
-    """Delete all but the `keep` newest release folders; never the current one. A worker that still serves a
-    deleted release keeps it in memory (onnxruntime and tokenizers read their files once)."""
+    """Delete all but the `keep` newest release folders, never the current one, and staging folders a crashed
+    publisher left behind. A worker that still serves a deleted release keeps it in memory (onnxruntime and
+    tokenizers read their files once)."""
     folders = sorted((p for p in channel.iterdir() if p.is_dir() and p.name.startswith("v") and p.name != current),
                      key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in folders[max(0, keep - 1):]:
-        shutil.rmtree(old, ignore_errors=True)
+    stale = [p for p in channel.glob(".v*") if p.is_dir() and time.time() - p.stat().st_mtime > 3600]
+    for old in [*folders[max(0, keep - 1):], *stale]:
+        shutil.rmtree(old, onerror=lambda _f, path, exc: logger.warning("cannot prune %s: %s", path, exc[1]))

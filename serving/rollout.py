@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from serving.predictor import BundleError, OnnxPredictor
-from serving.releases import POINTER, Release, ReleaseError, is_channel, read_release
+from serving.releases import Release, ReleaseError, is_channel, is_complete, read_release
 
 logger = logging.getLogger("textclf.serving")
 # Chinese, English, the empty-text ([UNK]) path, and a full batch of long texts, so onnxruntime has sized its
@@ -85,47 +85,49 @@ class Follower:
         """Load what the source names now (raising if it is unusable), then follow it in the background."""
         try:
             if self.channel:
-                release = read_release(self.source)
-                try:
-                    self._load(release)
-                except Exception as exc:
-                    self._refuse(release, exc)
-                    raise
+                self.check(first=True)
             else:
-                if not self.source.is_dir():
-                    raise BundleError(f"{self.source} is neither a release channel (no {POINTER}) nor a bundle folder;"
-                                      " `dvc repro` publishes the champion to artifacts/releases, or set "
-                                      "TEXTCLF_BUNDLE to a bundle folder")
                 predictor = load(self.source, self.threads)
                 self.current = Served(predictor, predictor.info.version, str(self.source), time.time())
         finally:
-            if self.following:  # an unusable release at start-up: the next good one makes the worker ready
+            if self.following:  # nothing usable at start-up: the next good release makes the worker ready
                 self._thread = threading.Thread(target=self._run, name="textclf-rollout", daemon=True)
                 self._thread.start()
 
-    def check(self) -> None:
-        """One poll of the channel: swap in a new release, or refuse it."""
+    def check(self, first: bool = False) -> None:
+        """One poll of the channel: swap in a new release, or refuse it. With `first`, what keeps the worker
+        from serving is raised, so start-up can say it."""
         self.checked_at = time.time()
         try:
             release = read_release(self.source)
-        except ReleaseError as exc:  # mid-copy on a shared filesystem, or a hand-edited pointer: keep serving
-            if str(exc) != self._pointer_error:
+        except ReleaseError as exc:  # not published yet, or a hand-edited pointer: keep serving, say it once
+            if str(exc) != self._pointer_error and not first:
                 logger.warning("textclf: release pointer unreadable, still serving %s: %s", self._serving(), exc)
-                self._pointer_error = str(exc)
+            self._pointer_error = str(exc)
+            if first:
+                raise
             return
         self._pointer_error = None
         if self.current is not None and release.key == self.current.release:
             self.refused = self._refused_key = None  # pointed back at what is served: nothing is pending
             return
-        if release.key != self._refused_key:
-            try:
-                self._load(release)
-            except Exception as exc:
-                self._refuse(release, exc)
+        if release.key == self._refused_key:
+            return
+        if not is_complete(release.bundle):
+            # A shared filesystem may show the pointer before the folder (NFS attribute caching): not a refusal,
+            # checked again next poll.
+            self._wait(release)
+            if first:
+                raise BundleError(self.refused["reason"])
+            return
+        try:
+            self._load(release)
+        except Exception as exc:
+            self._refuse(release, exc)
+            if first:
+                raise
 
     def _load(self, release: Release) -> None:
-        if not release.bundle.is_dir():
-            raise BundleError(f"the pointer names {release.bundle}, which does not exist")
         served = self.current.predictor.labels if self.current is not None else None
         predictor = load(release.bundle, self.threads, release.labels, served)
         if predictor.info.version != release.version:
@@ -139,13 +141,20 @@ class Follower:
         logger.info("textclf: now serving %s %s from %s%s", predictor.info.model_name, release.name, self.source,
                     f" (was v{before.version})" if before is not None else "")
 
+    def _wait(self, release: Release) -> None:
+        reason = f"{release.bundle} is not complete yet; checked again every {self.interval_s:g} s"
+        if (self.refused or {}).get("reason") != reason:
+            logger.warning("textclf: %s named by the pointer, still serving %s: %s", release.name, self._serving(),
+                           reason)
+        self.refused = {"release": release.key, "version": release.version, "reason": reason, "at": iso(time.time())}
+
     def _refuse(self, release: Release, exc: Exception) -> None:
         self._refused_key = release.key
         self.refused = {"release": release.key, "version": release.version, "reason": str(exc),
                         "at": iso(time.time())}
         self.on_reload("refused")
-        logger.error("textclf: refused %s from %s, still serving %s: %s", release.name, self.source,
-                     self._serving(), exc)
+        logger.error("textclf: refused %s from %s, still serving %s: %s (publish another release, e.g. "
+                     "`python -m pipelines.rollback --to N`)", release.name, self.source, self._serving(), exc)
 
     def _serving(self) -> str:
         return f"v{self.current.version}" if self.current is not None else "nothing"

@@ -69,7 +69,8 @@ class Classifier:
         except Exception as exc:  # stay alive but not ready, with one line naming the bundle
             logger.error("textclf: %s is unusable, the service will not become ready%s: %s",
                          CONFIG.bento_model or self.follower.source,
-                         " until a good release is published there" if self.follower.following else "", exc)
+                         " until a good release is published there"
+                         if self.follower.following and not CONFIG.bento_model else "", exc)
             return
         served = self.follower.current
         logger.info("textclf: serving %s v%s from %s on %s%s", served.predictor.info.model_name, served.version,

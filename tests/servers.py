@@ -37,6 +37,13 @@ class Server:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            import psutil
+
+            # Its workers, noted first: a worker still alive after its parent is gone would outlive the test.
+            try:
+                workers = psutil.Process(self.process.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                workers = []
             # bentoml serve starts worker processes; it runs in its own session, so signal that group only.
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -44,6 +51,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=5)
+            _, alive = psutil.wait_procs(workers, timeout=10)
+            for worker in alive:
+                worker.kill()
 
 
 def start_server(

@@ -63,10 +63,21 @@ def move_champion(client, name: str, version: str, by: str, reason: str) -> str:
 
 
 def previous_champion(client, name: str, current: str | None) -> str | None:
-    """The version that lost `champion` most recently (other than `current`), or None."""
+    """The version that lost `champion` most recently, other than `current` and never one rolled back from
+    (so repeated rollbacks walk back through history instead of flipping between two versions), or None."""
     held = [(v.tags[LOST_TAG], str(v.version)) for v in client.search_model_versions(f"name = '{name}'")
-            if LOST_TAG in v.tags and str(v.version) != current]
+            if LOST_TAG in v.tags and ROLLED_BACK_TAG not in v.tags and str(v.version) != current]
     return max(held)[1] if held else None
+
+
+def rolled_back_twin(client, name: str, version):
+    """A version rolled back from that is the same model as `version` (same training run or same ONNX file), or
+    None: a new registration of a rolled-back model (e.g. after a change to the pyfunc code) stays rolled back."""
+    for other in client.search_model_versions(f"name = '{name}'"):
+        if ROLLED_BACK_TAG in other.tags and (other.run_id == version.run_id or (
+                other.tags.get("onnx_sha256") and other.tags.get("onnx_sha256") == version.tags.get("onnx_sha256"))):
+            return other
+    return None
 
 
 def passed_parity(version) -> bool:

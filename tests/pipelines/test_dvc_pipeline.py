@@ -423,6 +423,11 @@ def test_the_service_follows_promotion_and_rollback_under_load(project, registry
             redo = sh(project, "dvc", "repro").stdout  # the rolled-back version is not promoted again
             best = json.loads((project / "metrics/best.json").read_text())
             assert "export" in ran(redo) and best["promoted"] is False and "rolled back" in best["reason"]
+            with (project / "serving/pyfunc.py").open("a") as f:  # nor the same model registered anew
+                f.write("# another build\n")
+            sh(project, "dvc", "repro")
+            best = json.loads((project / "metrics/best.json").read_text())
+            assert best["promoted"] is False and f"model of v{promoted}, which was rolled back" in best["reason"]
             assert c.get_model_version_by_alias("textclf", "champion").version == before.version
             time.sleep(2)
         statuses = [a[1] for a in load.answers]
@@ -449,6 +454,14 @@ def test_the_service_follows_promotion_and_rollback_under_load(project, registry
         done = sh(project, sys.executable, "-m", "pipelines.rollback", *args, check=False, **extra)
         assert done.returncode == 2 and why in done.stderr, done.stderr[-2000:]
     assert c.get_model_version_by_alias("textclf", "champion").version == before.version
+
+    # A second plain rollback walks further back, never to the version just rolled back from.
+    again = sh(project, sys.executable, "-m", "pipelines.rollback", check=False)
+    if again.returncode == 0:
+        assert c.get_model_version_by_alias("textclf", "champion").version not in (promoted, before.version)
+        sh(project, sys.executable, "-m", "pipelines.rollback", "--to", str(before.version))
+    else:
+        assert again.returncode == 2 and "no earlier champion on record" in again.stderr, again.stderr[-2000:]
 
     # Pinning a version chosen on purpose clears its rolled-back mark.
     sh(project, sys.executable, "-m", "pipelines.rollback", "--to", promoted)

@@ -61,6 +61,10 @@ def test_promotion_refusals_and_rollback_under_load_fail_no_request(releases, tm
             start = time.monotonic()
             publish(releases["2"], channel, "promoted")
             promoted_s = load.wait_for("2", start)
+            deadline = time.monotonic() + 30  # both workers swapped, not just the one the last answers came from
+            while metric(server, "textclf_model_reloads_total", outcome="swapped") < 2:
+                assert time.monotonic() < deadline, server.log()
+                time.sleep(0.2)
 
             for bad, why in (("3", "cannot load"), ("4", "labels")):
                 publish(releases[bad], channel, "a bad release")
@@ -94,10 +98,15 @@ def test_promotion_refusals_and_rollback_under_load_fail_no_request(releases, tm
             assert metric(server, "textclf_predictions_total", version=version) > 0
         assert server.log().count("refused v3 ") == 2 and "Traceback" not in server.log()  # then quiet
 
-        time.sleep(1)  # the prediction log records which version answered each id
+        # The prediction log records which version answered each id (its writers commit within 0.2 s).
         headers = {a["id"]: version for _, _, version, body in load.answers for a in body}
-        with sqlite3.connect(tmp_path / "feedback.db") as db:
-            logged = dict(db.execute("SELECT id, model_version FROM predictions"))
+        deadline = time.monotonic() + 10
+        while True:
+            with sqlite3.connect(tmp_path / "feedback.db") as db:
+                logged = dict(db.execute("SELECT id, model_version FROM predictions"))
+            if set(headers) <= set(logged) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert {i: logged.get(i) for i in headers} == headers
     finally:
         server.stop()
@@ -110,7 +119,7 @@ def test_interval_zero_serves_the_channel_without_following(releases, tmp_path: 
                                                                 "TEXTCLF_WORKERS": "1"})
     try:
         publish(releases["2"], channel, "promoted")
-        time.sleep(2)
+        time.sleep(6)  # longer than the default interval, in case 0 fell back to it
         answer = httpx.post(server.url + "/classify", json={"texts": TEXTS}, timeout=10)
         assert answer.headers["x-model-version"] == "1"
         assert model_card(server)["rollout"]["following"] is False
@@ -118,21 +127,28 @@ def test_interval_zero_serves_the_channel_without_following(releases, tmp_path: 
         server.stop()
 
 
-def test_a_broken_first_release_waits_for_a_good_one(releases, tmp_path: Path) -> None:
+def test_a_service_started_before_any_good_release_waits_for_one(releases, tmp_path: Path) -> None:
+    """Started on a channel nobody has published to yet (a first deploy, a mount not there yet), then given a
+    broken release, the service is alive but not ready, says why in /model, and serves the first good one."""
     channel = tmp_path / "channel"
-    publish(releases["3"], channel, "broken")
     server = start_server(channel, tmp_path / "serve.log", wait_ready=False,
                           env={"TEXTCLF_RELOAD_INTERVAL_S": "0.5", "TEXTCLF_WORKERS": "1"})
     try:
         deadline = time.monotonic() + 60
-        while True:  # alive but never ready, and /model says what was refused
+        while True:
             try:
                 card = httpx.get(server.url + "/model", timeout=5)
                 break
             except httpx.HTTPError:
                 assert time.monotonic() < deadline, server.log()
                 time.sleep(0.3)
-        assert card.status_code == 503 and card.json()["rollout"]["refused"]["version"] == "3"
+        assert card.status_code == 503 and card.json()["rollout"]["following"] is True
+        assert "has no champion.json" in server.log()
+        publish(releases["3"], channel, "broken")
+        deadline = time.monotonic() + 30
+        while ((card := model_card(server))["rollout"]["refused"] or {}).get("version") != "3":
+            assert time.monotonic() < deadline, card
+            time.sleep(0.3)
         assert httpx.get(server.url + "/readyz", timeout=5).status_code == 503
         publish(releases["1"], channel, "fixed")
         deadline = time.monotonic() + 30
@@ -141,5 +157,6 @@ def test_a_broken_first_release_waits_for_a_good_one(releases, tmp_path: Path) -
             time.sleep(0.3)
         assert httpx.post(server.url + "/classify", json={"texts": TEXTS}, timeout=10).headers["x-model-version"] == "1"
         assert json.loads((channel / POINTER).read_text())["version"] == "1"
+        assert "Traceback" not in server.log()
     finally:
         server.stop()
