@@ -178,6 +178,8 @@ def main() -> None:
         bundles[version] = shutil.copytree(work / "bundle", work / "bundles" / version)
     servers = [Served([str(BIN / "bentoml"), "serve", "serving.service:Classifier", "--host", "127.0.0.1", "--port",
                        "{port}"], {**env, "TEXTCLF_BUNDLE": str(work / "releases"),
+                                   # its own BentoML home: bentoml serve empties $BENTOML_HOME's Prometheus folder
+                                   "BENTOML_HOME": str(work / f"bentoml-{i}"),
                                    "TEXTCLF_FEEDBACK_URL": f"sqlite:///{work / f'feedback-{i}.db'}"},
                       work / f"serve-{i}.log") for i in (1, 2)]
     watches = [Watch(s) for s in servers]
