@@ -49,7 +49,7 @@ def test_publishing_again_reuses_the_folder_and_old_releases_are_pruned(bundle: 
 
 def test_a_path_with_no_pointer_and_no_bundle_is_a_channel_waiting_to_be_published(bundle, tmp_path: Path) -> None:
     assert is_channel(tmp_path / "nothing-yet") and not is_channel(bundle)
-    with pytest.raises(ReleaseError, match="has no champion.json"):
+    with pytest.raises(ReleaseError, match=r"has no champion\.json"):
         read_release(tmp_path / "nothing-yet")
 
 
