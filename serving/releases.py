@@ -7,7 +7,8 @@
 The package stage and `pipelines.rollback` publish; every serving worker polls the pointer (serving/rollout.py).
 A bundle folder is complete (written aside, then renamed) before the pointer names it, and the pointer is
 replaced with one `os.replace`, so a reader sees the old release or the new one, never half of one. The channel
-is plain files: a shared filesystem (NFS, EFS, a mounted bucket) lets a fleet of services follow one champion.
+is plain files: a shared filesystem whose rename is atomic (NFS, EFS; not a FUSE-mounted bucket, which copies on
+rename) lets a fleet of services follow one champion.
 Standard library only: the serving image imports this.
 """
 
