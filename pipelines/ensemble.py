@@ -1,6 +1,8 @@
-"""Stage ensemble: the trained models' averaged probabilities as one more candidate for select.
+"""Stage ensemble: the best subset of the trained models, their averaged probabilities, as one more candidate.
 
-The members are params.yaml's train.models, read from models/<model>/best.ckpt. The stage opens an MLflow
+Every subset of two or more of params.yaml's train.models (read from models/<model>/best.ckpt) is scored on
+validation; the best val macro-F1 wins, and among subsets within `select.tolerance` of it (the seed spread)
+the cheapest to serve, by each member's measured cost (training/choice.py). The stage opens an MLflow
 run for the ensemble, tagged `member.<model>` with each member's run (which holds that member's checkpoint
 and the tokenizer), then scores and checks it like evaluate does a single model (metrics/ensemble.json,
 metrics/checks/ensemble.json). Once exported, the ensemble's own run holds its MLflow Model.
@@ -8,16 +10,22 @@ metrics/checks/ensemble.json). Once exported, the ensemble's own run holds its M
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
 
 import mlflow
+import torch
 
 from pipelines.cli import parser, run
 from pipelines.params import ENSEMBLE, load_params
-from training.assessment import Candidate, assess
-from training.ensemble import load_ensemble
+from training.assessment import Candidate, assess, cost_sample
+from training.choice import Option, cheapest_within
+from training.cost import serving_cost
+from training.datamodule import TextDataModule
+from training.ensemble import AveragedProbabilities, load_ensemble
+from training.evaluation import predict_proba, score
 from training.tracking import (
     check_reachable,
     ensure_experiment,
@@ -42,6 +50,38 @@ def member_runs(models_dir: Path, members: list[str]) -> dict[str, str]:
     return runs
 
 
+def subsets_of(models: list[str]) -> list[tuple[str, ...]]:
+    """Every subset of two or more models, smaller first (a lone model is its own candidate already)."""
+    if len(models) == 1:
+        return [tuple(models)]
+    return [c for size in range(2, len(models) + 1) for c in itertools.combinations(models, size)]
+
+
+def choose_members(probs: dict[str, torch.Tensor], target: torch.Tensor, labels: list[str],
+                   costs: dict[str, float], tolerance: float) -> dict:
+    """Score every subset's averaged val probabilities and choose (training/choice.py).
+
+    Returns {"members", "why", "member_cost_ms_per_text", "subsets": [{members, val_macro_f1, cost_ms_per_text}]};
+    a subset's cost is the sum of its members' (each measured once, on the same texts).
+    """
+    options = []
+    for subset in subsets_of(list(probs)):
+        mean = torch.stack([probs[m] for m in subset]).mean(0)
+        f1 = score(mean.argmax(-1), target, labels)["macro_f1"]
+        options.append(Option("+".join(subset), f1, round(sum(costs[m] for m in subset), 4)))
+    chosen, why = cheapest_within(options, tolerance)
+    table = [{"members": o.name.split("+"), "val_macro_f1": o.val_macro_f1, "cost_ms_per_text": o.cost_ms}
+             for o in sorted(options, key=lambda o: -o.val_macro_f1)]
+    return {"members": chosen.name.split("+"), "why": why, "member_cost_ms_per_text": costs, "subsets": table}
+
+
+def score_members(members: dict[str, torch.nn.Module], data: TextDataModule) -> tuple[dict, dict]:
+    """Each member's val probabilities and its measured serving cost (ms a text)."""
+    probs = {m: predict_proba(model, data, "val") for m, model in members.items()}
+    texts = cost_sample(data)
+    return probs, {m: serving_cost(model, data.tokenizer, texts) for m, model in members.items()}
+
+
 def open_run(runs: dict[str, str], data_dir: Path, source: str) -> str:
     """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there)."""
     quiet_mlflow()
@@ -51,7 +91,7 @@ def open_run(runs: dict[str, str], data_dir: Path, source: str) -> str:
     tags = {**run_tags(ENSEMBLE, str(data_dir)), **{f"member.{m}": run_id for m, run_id in runs.items()}}
     run_id = client.create_run(experiment_id, run_name=ENSEMBLE, tags=tags).info.run_id
     client.log_param(run_id, "members", ",".join(runs))
-    client.log_param(run_id, "combination", "mean of the members' probabilities")
+    client.log_param(run_id, "combination", "mean of the members' probabilities, temperature-scaled")
     log_splits(client, run_id, str(data_dir))
     client.set_terminated(run_id)
     return run_id
@@ -64,12 +104,30 @@ def main() -> None:
     p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     params = load_params(args.params)
-    members, models_dir, data_dir = list(params.train.models), Path(args.models), Path(args.data)
-    runs = member_runs(models_dir, members)
-    model, labels = load_ensemble(models_dir, members)
-    run_id = open_run(runs, data_dir, params.data.source)
-    log.info("ensemble: %s averaged, MLflow run %s", ", ".join(members), run_id)
-    assess(Candidate(ENSEMBLE, model, labels, run_id, members), params, data_dir, Path(args.metrics))
+    trained, models_dir, data_dir = list(params.train.models), Path(args.models), Path(args.data)
+    runs = member_runs(models_dir, trained)
+    everything, labels = load_ensemble(models_dir, trained)
+    tp = params.train.trainer
+    data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    probs, costs = score_members(dict(zip(trained, everything.members, strict=True)), data)
+    target = torch.tensor(data.datasets["val"].labels, dtype=torch.long)
+    choice = choose_members(probs, target, data.labels, costs, params.select.tolerance)
+    members = choice["members"]
+    model = AveragedProbabilities([everything.members[trained.index(m)] for m in members]).eval()
+    run_id = open_run({m: runs[m] for m in members}, data_dir, params.data.source)
+    log.info("ensemble: %s averaged (%s), MLflow run %s", ", ".join(members), choice["why"], run_id)
+    log_choice(run_id, choice)
+    details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
+               "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, Path(args.metrics))
+
+
+def log_choice(run_id: str, choice: dict) -> None:
+    """The subsets' table and the reason on the ensemble's run, where the MLflow UI shows them."""
+    client = mlflow.MlflowClient(tracking_uri())
+    client.set_tag(run_id, "members_chosen_because", choice["why"][:5000])
+    client.log_dict(run_id, {k: choice[k] for k in ("members", "why", "member_cost_ms_per_text", "subsets")},
+                    "ensemble/subsets.json")
 
 
 if __name__ == "__main__":

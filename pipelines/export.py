@@ -53,10 +53,13 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
     import pandas as pd
     from tokenizers import Tokenizer
 
+    from training.calibration import Calibrated
     from training.ensemble import load_candidate
 
     model_name = pick["model"]
     model, labels = load_candidate(models, model_name, pick.get("members"))
+    # The temperature evaluate fitted on val lives in the graph: parity is checked on what is served.
+    model = Calibrated(model, pick["calibration"]["temperature"])
     staged.mkdir(parents=True)
     shutil.copy(data / "tokenizer.json", staged / "tokenizer.json")
     tokenizer = Tokenizer.from_file(str(staged / "tokenizer.json"))
@@ -69,6 +72,7 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
         "model_name": model_name, "version": CANDIDATE_VERSION, "labels": labels,
         "max_len": tokenizer.truncation["max_length"],
         "metrics": {k: v for k, v in run_data.metrics.items() if k.endswith("_final")},
+        "calibration": pick["calibration"],
         "data_hash": run_data.tags.get("data_hash"), "git_commit": run_data.tags.get("git_commit"),
         "created": datetime.now(UTC).isoformat(timespec="seconds"), "tokenizer_sha256": tokenizer_sha,
     })

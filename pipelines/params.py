@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 MODEL_NAMES = ("textrnn", "rcnn", "bilstm", "tfidf")  # tfidf: the n-gram baseline, fitted by scikit-learn
 ENSEMBLE = "ensemble"  # the candidate made of the trained models' averaged probabilities
-DEFAULT_MODELS = ("rcnn", "tfidf")  # the cheapest of the subsets that tie on validation (bench/RESULTS.md)
+DEFAULT_MODELS = ("textrnn", "rcnn", "bilstm", "tfidf")  # the three recurrent models and the n-gram baseline
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -212,6 +212,9 @@ class CheckParams(Strict):
 
 class SelectParams(Strict):
     min_val_f1: float = Field(0.5, ge=0, le=1)
+    tolerance: float = Field(0.002, ge=0, le=1, description=(
+        "val macro-F1 differences up to this are a tie (the seed spread); among tied candidates, and among "
+        "tied ensemble subsets, the cheapest to serve wins"))
     registered_model_name: str = "textclf"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import load_params
+from training.choice import Option, cheapest_within
 from training.jsonio import write_json
 from training.registry import current_champion, gate
 from training.tracking import data_hash, quiet_mlflow, tracking_uri
@@ -27,16 +28,20 @@ class NoCandidateError(ValueError):
     """No candidate passes the behavioural floors and no champion exists to fall back on."""
 
 
-def choose(records: dict[str, dict]) -> tuple[str, str | None]:
-    """The best candidate by val macro-F1 among those that pass the behavioural floors (ties: the first listed).
+def choose(records: dict[str, dict], tolerance: float = 0.0) -> tuple[str, str | None, str]:
+    """Among candidates that pass the behavioural floors: the best by val macro-F1, or the cheapest to serve
+    of those within `tolerance` of it (ties: the first listed).
 
-    Returns (model, None), or (best by val, why none passes) when every candidate is below a floor.
+    Returns (model, None, why chosen), or (best by val, why none passes, why) when every candidate is below a floor.
     """
     ranked = sorted(records, key=lambda m: records[m]["val"]["macro_f1"], reverse=True)
-    passing = [m for m in ranked if records[m]["passed"]]
+    passing = [m for m in records if records[m]["passed"]]
     if passing:
-        return passing[0], None
-    return ranked[0], "no candidate passes the behavioural floors: " + below_floor_report(ranked, records)
+        options = [Option(m, records[m]["val"]["macro_f1"], records[m].get("cost_ms_per_text")) for m in passing]
+        chosen, why = cheapest_within(options, tolerance)
+        return chosen.name, None, why
+    return (ranked[0], "no candidate passes the behavioural floors: " + below_floor_report(ranked, records),
+            "best val macro-F1")
 
 
 def below_floor_report(models: list[str], checks: dict[str, dict]) -> str:
@@ -67,7 +72,7 @@ def main() -> None:
     params, candidates = all_params.select, all_params.train.candidates
     quiet_mlflow()
     records = read_records(Path(args.metrics) / "checks", candidates)
-    best, behaviour = choose(records)
+    best, behaviour, why = choose(records, params.tolerance)
     val_f1 = records[best]["val"]["macro_f1"]
     run_id = records[best]["mlflow_run_id"]
     digest = data_hash(args.data)
@@ -81,18 +86,20 @@ def main() -> None:
         reason += "; below the behavioural floors: " + below_floor_report(skipped, records)
     summary = {
         "model": best, **({"members": records[best]["members"]} if "members" in records[best] else {}),
-        "val": records[best]["val"], "test": records[best]["test"],
-        "run_id": run_id, "gate_passed": promoted, "reason": reason, "data_hash": digest,
+        "val": records[best]["val"], "test": records[best]["test"], "calibration": records[best]["calibration"],
+        "chosen_because": why, "run_id": run_id, "gate_passed": promoted, "reason": reason, "data_hash": digest,
         "registered_model": params.registered_model_name,
         "champion": None if champion is None else {
             "version": str(champion.version), "model": champion.tags.get("model"), "run_id": champion.run_id},
         "candidates": {m: {**records[m]["val"], "checks_passed": records[m]["passed"],
-                           "check_pass_rate": records[m]["pass_rate"]} for m in candidates},
+                           "check_pass_rate": records[m]["pass_rate"],
+                           "test_ece": records[m]["calibration"]["test_ece"],
+                           "cost_ms_per_text": records[m].get("cost_ms_per_text")} for m in candidates},
     }
     write_json(Path(args.metrics) / "candidate.json", summary)
     if behaviour is not None and champion is None:
         raise NoCandidateError(f"{reason}. Nothing to export: fix the model or the checklist, or lower check.floors")
-    log.info("select: %s (val macro-F1 %.4f) %s", best, val_f1, reason)
+    log.info("select: %s (val macro-F1 %.4f, %s) %s", best, val_f1, why, reason)
 
 
 if __name__ == "__main__":

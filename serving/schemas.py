@@ -34,6 +34,9 @@ class ModelCard(BaseModel):
     labels: list[str]
     max_len: int = Field(description="tokens kept per text; longer texts are truncated")
     metrics: dict[str, Any] = Field(description="evaluation metrics recorded at export")
+    calibration: dict[str, Any] | None = Field(
+        None, description="how the scores were calibrated (a temperature fitted on validation, inside the model) "
+                          "and the expected calibration error (top label, 15 bins) on val and test")
     data_hash: str | None = None
     git_commit: str | None = None
     created: str | None = None

@@ -150,6 +150,7 @@ class Classifier:
             labels=list(info.labels),
             max_len=info.max_len,
             metrics=info.metrics,
+            calibration=info.meta.get("calibration"),
             data_hash=info.meta.get("data_hash"),
             git_commit=info.meta.get("git_commit"),
             created=info.meta.get("created"),

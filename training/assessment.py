@@ -20,9 +20,11 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from training.calibration import calibrate, reliability_curves, reliability_figure
 from training.checks import Checklist, below_floors, load_checklist, run_checks
+from training.cost import serving_cost
 from training.datamodule import TextDataModule
-from training.evaluation import check_labels, predict_split, score
+from training.evaluation import check_labels, predict_logits, score
 from training.export import pad_batch
 from training.jsonio import write_json
 from training.tokenizer import encode
@@ -71,6 +73,7 @@ class Candidate:
     labels: list[str]
     run_id: str  # the MLflow run its scores and checks are logged to
     members: list[str] | None = None  # an ensemble's models
+    details: dict | None = None  # more for its record (the ensemble: how its members were chosen)
 
 
 def headline(split: dict) -> dict:
@@ -82,37 +85,52 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path)
     tp = params.train.trainer
     data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     check_labels(candidate.labels, data)
+    splits = ("val", "test")
+    logits = {s: predict_logits(candidate.model, data, s) for s in splits}
+    targets = {s: torch.tensor(data.datasets[s].labels, dtype=torch.long) for s in splits}
+    # What is scored, checked and exported is the calibrated model: the same predictions, honest scores.
+    model, calibration = calibrate(candidate.model, logits, targets)
+    curves = reliability_curves(logits, targets, calibration["temperature"])
     scores = {"model": candidate.name, "labels": data.labels}
-    for split in ("val", "test"):
-        preds, target = predict_split(candidate.model, data, split)
-        scores[split] = score(preds, target, data.labels)
+    for split in splits:
+        scores[split] = score(logits[split].argmax(-1), targets[split], data.labels)
+    scores["calibration"] = {**calibration, "reliability": curves}
     write_json(metrics_dir / f"{candidate.name}.json", scores)
-    write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", preds, target, data.labels)
-    checks = run_checklist(candidate, params, data_dir)
+    write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", logits["test"].argmax(-1),
+                    targets["test"], data.labels)
+    checks = run_checklist(model, candidate.labels, params, data_dir)
+    tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
+    cost = serving_cost(model, tokenizer, cost_sample(data))
     record = {"model": candidate.name, "mlflow_run_id": candidate.run_id,
               **({"members": candidate.members} if candidate.members else {}),
-              "val": headline(scores["val"]), "test": headline(scores["test"]), **checks}
+              "val": headline(scores["val"]), "test": headline(scores["test"]), "calibration": calibration,
+              "cost_ms_per_text": cost, **(candidate.details or {}), **checks}
     write_json(metrics_dir / "checks" / f"{candidate.name}.json", record)
     log_to_run(candidate.run_id, scores, record, metrics_dir)
     rates = ", ".join(f"{k} {v:.1%}" for k, v in checks["pass_rate"].items() if v is not None) or "no checklist"
     verdict = "passes the floors" if checks["passed"] else f"below the floors: {'; '.join(checks['below_floor'])}"
-    log.info("%s: test accuracy %.4f, macro-F1 %.4f; checks %s, %s", candidate.name, scores["test"]["accuracy"],
-             scores["test"]["macro_f1"], rates, verdict)
+    log.info("%s: test accuracy %.4f, macro-F1 %.4f, ECE %.4f (T=%g; %.4f uncalibrated); checks %s, %s",
+             candidate.name, scores["test"]["accuracy"], scores["test"]["macro_f1"], calibration["test_ece"],
+             calibration["temperature"], calibration["test_ece_uncalibrated"], rates, verdict)
     return record
 
 
-def run_checklist(candidate: Candidate, params: Any, data_dir: Path) -> dict:
+def cost_sample(data: TextDataModule, n: int = 256) -> list[str]:
+    """The texts every candidate's serving cost is measured on: the first `n` of the val split."""
+    return data.frames["val"]["text"].head(n).tolist()
+
+
+def run_checklist(model: torch.nn.Module, labels: list[str], params: Any, data_dir: Path) -> dict:
     path = find_checklist(params.check.checklist, params.data.source)
     dataset = dataset_name(params.data.source)
     if path is None:
-        log.info("%s: no checklist for dataset %r (looked for checks/%s.yaml): the behavioural gate passes",
-                 candidate.name, dataset, dataset)
+        log.info("no checklist for dataset %r (looked for checks/%s.yaml): the behavioural gate passes",
+                 dataset, dataset)
         checklist = None
     else:
-        checklist = load_checklist(path, dataset, candidate.labels)
+        checklist = load_checklist(path, dataset, labels)
     tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
-    return check_model(checklist, torch_predictor(candidate.model, tokenizer), candidate.labels,
-                       params.check.floors.model_dump())
+    return check_model(checklist, torch_predictor(model, tokenizer), labels, params.check.floors.model_dump())
 
 
 def write_confusion(path: Path, preds: torch.Tensor, target: torch.Tensor, labels: list[str]) -> None:
@@ -153,10 +171,18 @@ def log_to_run(run_id: str, scores: dict, record: dict, metrics_dir: Path) -> No
     values |= {f"{split}_f1_{label}": per["f1"]
                for split in splits for label, per in scores[split]["per_class"].items()}
     values |= {f"check_{kind}_pass_rate": rate for kind, rate in record["pass_rate"].items() if rate is not None}
+    calibration = record["calibration"]
+    values |= {f"{split}_ece_final": calibration[f"{split}_ece"] for split in splits}
+    values |= {f"{split}_ece_uncalibrated": calibration[f"{split}_ece_uncalibrated"] for split in splits}
+    values["temperature"] = calibration["temperature"]
+    values["cost_ms_per_text"] = record["cost_ms_per_text"]
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()],
                      tags=[RunTag("behavioural_checks", "passed" if record["passed"] else "failed")])
     client.log_figure(run_id, confusion_figure(scores["test"]["confusion_matrix"], scores["labels"]),
                       "confusion_matrix.png")
+    client.log_figure(run_id, reliability_figure(scores["calibration"]["reliability"],
+                                                 f"{record['model']}: reliability ({calibration['bins']} bins)"),
+                      "reliability_diagram.png")
     client.log_artifact(run_id, str(metrics_dir / f"{record['model']}.json"), "metrics")
     client.log_artifact(run_id, str(metrics_dir / "checks" / f"{record['model']}.json"), "checks")

@@ -40,15 +40,20 @@ def check_labels(labels: list[str], data: TextDataModule) -> None:
 
 
 @torch.inference_mode()
-def predict_proba(module: torch.nn.Module, data: TextDataModule, split: str) -> torch.Tensor:
-    """Class probabilities over a whole split, in its rows' order (the loader batches texts by length)."""
+def predict_logits(module: torch.nn.Module, data: TextDataModule, split: str) -> torch.Tensor:
+    """The model's outputs (logits) over a whole split, in its rows' order (the loader batches texts by length)."""
     loader = data.loader(split, shuffle=False)
     order = torch.tensor([i for batch in loader.batch_sampler for i in batch])
     if len(order) != len(data.datasets[split]):  # a distributed trainer attached shards the sampler by rank
         raise RuntimeError(f"the {split} loader yields {len(order)} of {len(data.datasets[split])} rows: "
                            "predict with a datamodule that has no multi-device trainer attached")
-    probs = torch.cat([module(input_ids).softmax(-1) for input_ids, _ in loader])
-    return torch.empty_like(probs).index_copy_(0, order, probs)
+    logits = torch.cat([module(input_ids).float() for input_ids, _ in loader])
+    return torch.empty_like(logits).index_copy_(0, order, logits)
+
+
+def predict_proba(module: torch.nn.Module, data: TextDataModule, split: str) -> torch.Tensor:
+    """Class probabilities over a whole split, in its rows' order."""
+    return predict_logits(module, data, split).softmax(-1)
 
 
 def predict_split(module: torch.nn.Module, data: TextDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:

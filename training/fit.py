@@ -110,8 +110,9 @@ def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
         callbacks=[
             *stopping,
+            # Weights only: nothing resumes a run, and evaluate, export and MLflow need only the model.
             ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
-                            save_top_k=1, enable_version_counter=False),
+                            save_top_k=1, enable_version_counter=False, save_weights_only=True),
             *callbacks,
         ],
     )

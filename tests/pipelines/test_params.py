@@ -52,10 +52,21 @@ def test_tfidf_c_grid_must_be_positive_and_recurrent_max_len_non_negative():
 
 
 def test_train_models_are_known_listed_once_and_make_the_candidates():
-    assert parse_params({}).train.candidates == ["rcnn", "tfidf", "ensemble"]
+    assert parse_params({"train": {"models": ["rcnn", "tfidf"]}}).train.candidates == ["rcnn", "tfidf", "ensemble"]
     with pytest.raises(ParamsError, match=r"'train\.models'.*unknown model 'cnn'.*textrnn, rcnn, bilstm, tfidf"):
         parse_params({"train": {"models": ["rcnn", "cnn"]}})
     with pytest.raises(ParamsError, match=r"'train\.models'.*names a model twice"):
         parse_params({"train": {"models": ["rcnn", "rcnn"]}})
     with pytest.raises(ParamsError, match=r"'train\.models'"):
         parse_params({"train": {"models": []}})
+
+
+def test_the_default_run_trains_the_three_recurrent_models_and_the_baseline():
+    import yaml
+
+    four = ["textrnn", "rcnn", "bilstm", "tfidf"]
+    params = load_params(REPO / "params.yaml")
+    assert params.train.models == four and parse_params({}).train.models == four
+    assert params.train.candidates == [*four, "ensemble"] and params.select.tolerance == 0.002
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    assert stages["train"]["foreach"] == stages["evaluate"]["foreach"] == "${train.models}"

@@ -27,8 +27,8 @@ def test_choose_passes_over_candidates_below_the_behavioural_floor():
     def records(checks):
         return {m: {"val": {"macro_f1": f}, **checks[m]} for m, f in val.items()}
 
-    assert choose(records({"rcnn": bad, "bilstm": ok, "ensemble": ok})) == ("ensemble", None)
-    best, why = choose(records({m: bad for m in val}))
+    assert choose(records({"rcnn": bad, "bilstm": ok, "ensemble": ok}))[:2] == ("ensemble", None)
+    best, why, _ = choose(records({m: bad for m in val}))
     assert best == "rcnn" and "no candidate passes the behavioural floors" in why
     assert "rcnn (invariance 50.0% < 90%; failed inv-3 '好!')" in why
 
@@ -39,4 +39,70 @@ def test_choose_breaks_a_tie_by_the_listed_order():
 
     ok = {"passed": True, "below_floor": [], "failed": []}
     records = {"rcnn": {"val": {"macro_f1": 0.9}, **ok}, "ensemble": {"val": {"macro_f1": 0.9}, **ok}}
-    assert choose(records) == ("rcnn", None)
+    assert choose(records)[:2] == ("rcnn", None)
+
+
+def test_choose_takes_the_cheapest_of_the_candidates_tied_within_the_seed_spread():
+    from pipelines.select import choose
+
+    ok = {"passed": True, "below_floor": [], "failed": []}
+    records = {"rcnn": {"val": {"macro_f1": 0.870}, "cost_ms_per_text": 1.4, **ok},
+               "tfidf": {"val": {"macro_f1": 0.860}, "cost_ms_per_text": 0.1, **ok},
+               "ensemble": {"val": {"macro_f1": 0.8715}, "cost_ms_per_text": 1.6, **ok}}
+    best, behaviour, why = choose(records, tolerance=0.002)
+    assert (best, behaviour) == ("rcnn", None)
+    assert "cheapest to serve (1.40 ms a text)" in why and "ensemble 0.8715" in why
+    assert choose(records, tolerance=0.0)[0] == "ensemble"  # no tolerance: the best on val
+    assert choose(records, tolerance=0.02)[0] == "tfidf"
+
+
+def test_the_ensemble_stage_chooses_its_members_on_validation():
+    """Every subset of two or more is scored on val; within the tolerance the cheapest wins."""
+    import torch
+
+    from pipelines.ensemble import choose_members, subsets_of
+
+    assert subsets_of(["a", "b", "c"]) == [("a", "b"), ("a", "c"), ("b", "c"), ("a", "b", "c")]
+    assert subsets_of(["a"]) == [("a",)]
+    target = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+
+    def right_on(rows: list[int]) -> torch.Tensor:
+        """Confident probabilities, right on `rows` and wrong elsewhere."""
+        good = torch.nn.functional.one_hot(target, 2).float() * 0.8 + 0.1
+        return torch.where(torch.isin(torch.arange(8), torch.tensor(rows)).unsqueeze(1), good, good.flip(1))
+
+    # good is right everywhere, other on 6 of 8 rows, flat says nothing: good + flat is strictly best.
+    probs = {"good": right_on(list(range(8))), "other": right_on([0, 1, 2, 3, 4, 5]),
+             "flat": torch.full((8, 2), 0.5)}
+    costs = {"good": 5.0, "other": 0.5, "flat": 0.1}
+    choice = choose_members(probs, target, ["neg", "pos"], costs, tolerance=0.0)
+    assert choice["members"] == ["good", "flat"] and choice["why"] == "best val macro-F1 (1.0000)"
+    assert choice["subsets"][0]["members"] == ["good", "flat"]  # sorted by val
+    cost = {tuple(r["members"]): r["cost_ms_per_text"] for r in choice["subsets"]}
+    assert len(cost) == 4 and cost[("good", "other", "flat")] == 5.6
+    everything_ties = choose_members(probs, target, ["neg", "pos"], costs, tolerance=1.0)
+    assert everything_ties["members"] == ["other", "flat"] and "cheapest to serve" in everything_ties["why"]
+
+
+def test_serving_cost_tells_a_slow_model_from_a_fast_one():
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from training.cost import serving_cost
+
+    tokenizer = Tokenizer(models.WordLevel({"[PAD]": 0, "[UNK]": 1, "a": 2}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
+
+    class Work(torch.nn.Module):
+        def __init__(self, rounds: int) -> None:
+            super().__init__()
+            self.rounds = rounds
+
+        def forward(self, ids):
+            x = torch.ones(128, 128)
+            for _ in range(self.rounds):
+                x = x @ x / 128
+            return torch.zeros(len(ids), 2)
+
+    texts = ["a a a"] * 64
+    assert serving_cost(Work(50), tokenizer, texts) > 5 * serving_cost(Work(0), tokenizer, texts)
