@@ -66,7 +66,7 @@ class PretrainParams(Strict):
     sample_temperature: float = Field(0.8, gt=0)
     samples: int = Field(3, ge=0)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
 
 
 class TrainerParams(Strict):
@@ -84,7 +84,7 @@ class TrainerParams(Strict):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
-    precision: Literal["32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
     deterministic: bool = True
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0
@@ -102,6 +102,12 @@ class TrainerParams(Strict):
     swa_epoch_start: float = Field(
         0, ge=0, description="stochastic weight averaging from this epoch (int) or fraction of epochs; 0: off")
     swa_lr: float = Field(1e-3, gt=0, description="the learning rate SWA anneals to and holds")
+    adversarial: Literal["none", "at", "vat"] = Field("none", description=(
+        "a second loss on perturbed embeddings (Miyato et al. 2017): at along the loss gradient, vat along the "
+        "direction that changes the prediction most; none: off"))
+    adversarial_epsilon: float = Field(
+        0.05, gt=0, description="the perturbation's norm as a fraction of the text's embeddings' norm")
+    adversarial_weight: float = Field(1.0, gt=0, description="the adversarial loss's weight beside the plain one")
 
 
 Cell = Literal["rnn", "lstm", "gru"]

@@ -20,6 +20,7 @@ from pipelines.cli import parser, run
 from pipelines.params import Params, PretrainParams, load_params
 from training.jsonio import write_json
 from training.lm import LanguageModelModule, StreamWindows
+from training.precision import resolve_precision
 from training.tokenizer import SEP_ID, file_sha256
 from training.tracking import (
     check_reachable,
@@ -56,7 +57,8 @@ def fit_direction(stream: torch.Tensor, params: PretrainParams, vocab_size: int,
     module = LanguageModelModule(vocab_size, params.embedding_dim, params.hidden_size, params.num_layers,
                                  params.dropout, params.lr)
     trainer = L.Trainer(max_epochs=params.max_epochs, accelerator=params.accelerator, devices=1,
-                        precision=params.precision, gradient_clip_val=params.gradient_clip_val or None,
+                        precision=resolve_precision(params.precision, params.accelerator),
+                        gradient_clip_val=params.gradient_clip_val or None,
                         logger=logger, enable_checkpointing=False, enable_model_summary=False,
                         num_sanity_val_steps=0, log_every_n_steps=50)
     trainer.fit(module, loader(train), loader(heldout))

@@ -21,6 +21,7 @@ from lightning.pytorch.callbacks import (
 
 from training.datamodule import TextDataModule
 from training.module import TextClassifier
+from training.precision import resolve_precision
 from training.tfidf import fit_tfidf_lr
 from training.tokenizer import file_sha256
 
@@ -103,7 +104,7 @@ def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool
     stopping = [] if tp.swa_epoch_start else [EarlyStopping(MONITOR, mode="max", patience=tp.patience)]
     return L.Trainer(
         max_epochs=tp.max_epochs, accelerator=tp.accelerator, devices=tp.devices, strategy=tp.strategy,
-        precision=tp.precision, gradient_clip_val=tp.gradient_clip_val or None,
+        precision=resolve_precision(tp.precision, tp.accelerator), gradient_clip_val=tp.gradient_clip_val or None,
         deterministic=tp.deterministic, logger=loggers, enable_progress_bar=progress_bar,
         limit_train_batches=tp.limit_train_batches, limit_val_batches=tp.limit_val_batches,
         use_distributed_sampler=False,  # the bucket sampler shards by rank itself
@@ -132,7 +133,8 @@ def fit_classifier(
         counts = data.class_counts()
         weights = [sum(counts) / (len(counts) * max(c, 1)) for c in counts]
     module = TextClassifier(model_name, model_config, data.vocab_size, data.labels, tp.lr,
-                            tp.weight_decay, tp.warmup_ratio, weights, tp.label_smoothing, tp.ngram_lr_scale)
+                            tp.weight_decay, tp.warmup_ratio, weights, tp.label_smoothing, tp.ngram_lr_scale,
+                            tp.adversarial, tp.adversarial_epsilon, tp.adversarial_weight)
     if lm_bundle is not None:
         loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path),
                                                  tp.pretrained_lr_scale, tp.lm_transfer)

@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
+from training.adversarial import Adversarial
 from training.models import build_model
 from training.transfer import Layers, init_from_lm
 
@@ -29,6 +30,7 @@ class TextClassifier(LightningModule):
         self, model_name: str, model_config: dict[str, Any], vocab_size: int, labels: list[str],
         lr: float = 2e-3, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
         class_weights: list[float] | None = None, label_smoothing: float = 0.0, ngram_lr_scale: float = 1.0,
+        adversarial: str = "none", adversarial_epsilon: float = 0.05, adversarial_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -40,6 +42,8 @@ class TextClassifier(LightningModule):
         self.test_metrics = _metrics(len(labels), "test_")
         self.pretrained_params: list[str] = []  # set by init_from_language_model
         self.pretrained_lr_scale = 1.0
+        self.adversarial = (Adversarial(adversarial, adversarial_epsilon, adversarial_weight)
+                            if adversarial != "none" else None)
 
     def init_from_language_model(self, bundle: dict, tokenizer_sha256: str, lr_scale: float,
                                  layers: Layers = "all") -> list[str]:
@@ -58,10 +62,16 @@ class TextClassifier(LightningModule):
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=stage != "test",
                  batch_size=len(target), sync_dist=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
-        return loss
+        return loss, logits
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_metrics)
+        if self.adversarial is None:
+            return self._step(batch, "train", self.train_metrics)[0]
+        with self.adversarial.watching(self.model) as watch:
+            loss, logits = self._step(batch, "train", self.train_metrics)
+            extra = self.adversarial.loss(self.model, watch, *batch, loss, logits)
+        self.log("train_adversarial_loss", extra, on_step=False, on_epoch=True, batch_size=len(batch[1]))
+        return loss + extra
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)

@@ -179,10 +179,19 @@ def test_mlflow_holds_each_training_run(project):
     # A run left RUNNING shows in the UI as still training: every stage must end the run it opened.
     assert {r.data.tags["model"]: r.info.status for r in runs} == {r.data.tags["model"]: "FINISHED" for r in runs}
     for run in runs:
+        # Every candidate is calibrated on val: its temperature, ECE and reliability diagram are on its run.
+        if run.data.tags["model"] != "ensemble" and not run.data.tags["model"].startswith("lm-"):
+            assert {"temperature", "val_ece_final", "test_ece_final", "cost_ms_per_text"} <= set(run.data.metrics)
+            assert "reliability_diagram.png" in {a.path for a in c.list_artifacts(run.info.run_id)}
         if run.data.tags["model"] == "ensemble":  # its members' runs hold their checkpoints
-            assert {"test_accuracy_final", "val_macro_f1_final"} <= set(run.data.metrics)
-            assert run.data.params["members"] == ",".join(MODELS)
-            for m in MODELS:
+            assert {"test_accuracy_final", "val_macro_f1_final", "temperature", "test_ece_final"} \
+                <= set(run.data.metrics)
+            record = json.loads((project / "metrics/checks/ensemble.json").read_text())
+            assert run.data.params["members"] == ",".join(record["members"]) and len(record["members"]) >= 2
+            assert len(record["subsets"]) == 11 and record["members_chosen_because"]  # every subset of 2+ of 4
+            assert run.data.tags["members_chosen_because"] == record["members_chosen_because"]
+            assert "ensemble/subsets.json" in {a.path for a in c.list_artifacts(run.info.run_id, "ensemble")}
+            for m in record["members"]:
                 member = c.get_run(run.data.tags[f"member.{m}"])
                 assert member.data.tags["model"] == m
                 assert {a.path for a in c.list_artifacts(member.info.run_id, "checkpoint")} == {
