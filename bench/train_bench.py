@@ -176,7 +176,7 @@ def main() -> None:
         if {"accuracy", "scarce"} & set(args.parts):
             lm_metrics, lm_seconds = pretrain(Path(tmp))
             results["pretrain"] = {"wall_seconds": lm_seconds, "forward_val_ppl": lm_metrics["forward"]["val_ppl"],
-                                   "backward_val_ppl": lm_metrics["backward"]["val_ppl"],
+                                   "backward_val_ppl": lm_metrics.get("backward", {}).get("val_ppl"),
                                    "tokens_per_direction": lm_metrics["forward"]["tokens"]}
             lm_bundle = load_lm_bundle(Path(tmp) / "lm" / "lm.pt")
         if "accuracy" in args.parts:

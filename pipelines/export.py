@@ -219,7 +219,8 @@ def register_version(client, name: str, run_id: str, staged: Path, pick: dict, r
     metrics = {k: v for k, v in run_data.metrics.items() if k.startswith(("val_", "test_")) and k.endswith("_final")}
     tags = {"model": pick["model"], "data_hash": pick["data_hash"], "val_macro_f1": str(pick["val"]["macro_f1"]),
             "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha, "fingerprint": print_,
-            PARITY_TAG: f"{parity:.3g}"}
+            PARITY_TAG: f"{parity:.3g}", "temperature": str(pick["calibration"]["temperature"]),
+            "test_ece": str(pick["calibration"]["test_ece"])}
     info = log_bundle_model(run_id, staged, json.loads((staged / "meta.json").read_text())["labels"], metrics,
                             data, tags)
     version = register(name, info.model_uri, tags)

@@ -66,12 +66,15 @@ class PretrainParams(Strict):
     sample_temperature: float = Field(0.8, gt=0)
     samples: int = Field(3, ge=0)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
 
 
 class TrainerParams(Strict):
     seed: int = 42
     max_epochs: int = Field(6, ge=1)
+    schedule_epochs: int = Field(0, ge=0, description=(
+        "the warm-up + cosine schedule's length in epochs, when training stops before its end (max_epochs); "
+        "0: max_epochs"))
     batch_size: int = Field(64, ge=1)
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.01, ge=0)
@@ -84,7 +87,7 @@ class TrainerParams(Strict):
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int | Literal["auto"] = "auto"
     strategy: Literal["auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true"] = "auto"
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "auto"
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true"] = "32-true"
     deterministic: bool = True
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0

@@ -101,7 +101,7 @@ def main() -> None:
     result, start = {"enabled": True}, time.perf_counter()
     states = {}
     forward_stream = token_stream(tokenizer, texts, params.max_tokens)  # tokenised once, read both ways
-    for direction in ("forward", "backward"):
+    for direction in directions(all_params):
         stream = forward_stream.flip(0) if direction == "backward" else forward_stream
         logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=f"lm-{direction}",
                               tags=run_tags(f"lm-{direction}", args.data))
@@ -114,10 +114,22 @@ def main() -> None:
         result[direction] = info  # numbers only: DVC reads this file as metrics
         log.info("pretrain %s: held-out perplexity %.1f over %d tokens", direction, info["val_ppl"], info["tokens"])
     result["seconds"] = round(time.perf_counter() - start, 1)
-    torch.save({"forward": states["forward"], "backward": states["backward"],
-                "config": params.model_dump(), "tokenizer_sha256": file_sha256(tokenizer_path),
+    torch.save({**states, "config": params.model_dump(), "tokenizer_sha256": file_sha256(tokenizer_path),
                 "vocab_size": tokenizer.get_vocab_size()}, out / "lm.pt")
     write_json(Path(args.metrics) / "lm.json", result)
+
+
+def directions(params: Params) -> tuple[str, ...]:
+    """The language models to train: the backward one only when a classifier takes LSTM layers from it.
+
+    With `train.trainer.lm_transfer: embedding` (the default) the classifiers take the forward model's embedding
+    alone, so a backward model would cost half the stage and change nothing.
+    """
+    if params.train.trainer.lm_transfer == "all":
+        return ("forward", "backward")
+    log.info("pretrain: forward language model only: train.trainer.lm_transfer is embedding, which takes the "
+             "forward model's embedding (lm_transfer: all also trains and uses a backward one)")
+    return ("forward",)
 
 
 def sample_texts(model, tokenizer: Tokenizer, texts: list[str], params: PretrainParams, reverse: bool) -> list[str]:

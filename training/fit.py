@@ -134,7 +134,7 @@ def fit_classifier(
         weights = [sum(counts) / (len(counts) * max(c, 1)) for c in counts]
     module = TextClassifier(model_name, model_config, data.vocab_size, data.labels, tp.lr,
                             tp.weight_decay, tp.warmup_ratio, weights, tp.label_smoothing, tp.ngram_lr_scale,
-                            tp.adversarial, tp.adversarial_epsilon, tp.adversarial_weight)
+                            tp.adversarial, tp.adversarial_epsilon, tp.adversarial_weight, tp.schedule_epochs)
     if lm_bundle is not None:
         loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path),
                                                  tp.pretrained_lr_scale, tp.lm_transfer)

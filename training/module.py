@@ -31,6 +31,7 @@ class TextClassifier(LightningModule):
         lr: float = 2e-3, weight_decay: float = 0.01, warmup_ratio: float = 0.1,
         class_weights: list[float] | None = None, label_smoothing: float = 0.0, ngram_lr_scale: float = 1.0,
         adversarial: str = "none", adversarial_epsilon: float = 0.05, adversarial_weight: float = 1.0,
+        schedule_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -97,6 +98,8 @@ class TextClassifier(LightningModule):
             for (part, decay), params in groups.items()
         ], lr=hp.lr)
         total = max(1, int(self.trainer.estimated_stepping_batches))
+        if hp.get("schedule_epochs") and self.trainer.max_epochs:  # the cosine runs past where training stops
+            total = max(1, round(total * hp.schedule_epochs / self.trainer.max_epochs))
         warmup = int(total * hp.warmup_ratio)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, partial(warmup_cosine, warmup=warmup, total=total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

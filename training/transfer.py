@@ -51,7 +51,7 @@ def init_from_lm(model: nn.Module, bundle: dict, tokenizer_sha256: str, layers: 
         raise TransferError("the language model was trained with another tokenizer (its vocabulary does not "
                             "match the classifier's): rerun pretrain after preprocess")
     loaded: list[str] = []
-    forward, backward = bundle["forward"], bundle["backward"]
+    forward, backward = bundle["forward"], bundle.get("backward")
     _copy(model.embedding, _layer(forward, "embedding."), "embedding")
     loaded += [f"embedding.{k}" for k in model.embedding.state_dict()]
     encoder = model.encoder
@@ -60,6 +60,9 @@ def init_from_lm(model: nn.Module, bundle: dict, tokenizer_sha256: str, layers: 
     lm_layers = bundle["config"]["num_layers"]
     directions = [("forward_layers", forward)]
     if encoder.backward_layers is not None:
+        if backward is None:
+            raise TransferError("the language model has no backward direction (pretrain trains one only when "
+                                "train.trainer.lm_transfer is all): rerun `dvc repro pretrain`")
         directions.append(("backward_layers", backward))
     for attr, state in directions:
         for i, layer in enumerate(getattr(encoder, attr)):

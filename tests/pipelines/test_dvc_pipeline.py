@@ -75,6 +75,11 @@ def test_full_repro_writes_every_output(project):
     assert export["parity"]["max_abs_diff"] <= 1e-5
     meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
     assert meta["labels"] == ["neg", "pos"] and meta["model_name"] == best["model"]
+    # The served scores are calibrated: the candidate's temperature is in the graph, its ECE in the bundle.
+    candidate = json.loads((project / "metrics/candidate.json").read_text())
+    assert meta["calibration"] == candidate["calibration"] and candidate["calibration"]["temperature"] > 0
+    assert 0 <= candidate["calibration"]["test_ece"] <= 1 and candidate["calibration"]["bins"] == 15
+    assert candidate["chosen_because"] and all("cost_ms_per_text" in c for c in candidate["candidates"].values())
 
 
 def test_champion_is_a_pyfunc_mlflow_model(project, registry):
@@ -174,7 +179,8 @@ def test_mlflow_holds_each_training_run(project):
     # Only classifiers here, so select-all → Compare compares like with like; the LMs have their own experiment.
     assert sorted(r.data.tags["model"] for r in runs) == ["bilstm", "ensemble", "rcnn", "textrnn", "tfidf"]
     lm_runs = c.search_runs([c.get_experiment_by_name("textclf-corpus-lm").experiment_id])
-    assert sorted(r.data.tags["model"] for r in lm_runs) == ["lm-backward", "lm-forward"]
+    # lm_transfer: embedding takes the forward model's embedding only, so no backward model is trained.
+    assert sorted(r.data.tags["model"] for r in lm_runs) == ["lm-forward"]
     runs += lm_runs
     # A run left RUNNING shows in the UI as still training: every stage must end the run it opened.
     assert {r.data.tags["model"]: r.info.status for r in runs} == {r.data.tags["model"]: "FINISHED" for r in runs}

@@ -38,6 +38,13 @@ def test_ingest_preprocess_train_evaluate(tiny_workdir):
     run_id = json.loads((tiny_workdir / "models/rcnn/train.json").read_text())["mlflow_run_id"]
     assert record["mlflow_run_id"] == run_id and record["val"]["macro_f1"] == metrics["val"]["macro_f1"]
     assert record["checklist"] is None and record["passed"] is True  # no checklist for this dataset
+    # lm_transfer: embedding (the default) uses the forward model's embedding only: no backward model is trained.
+    import torch
+
+    assert set(json.loads((tiny_workdir / "metrics/lm.json").read_text())) == {"enabled", "forward", "seconds"}
+    assert "backward" not in torch.load(tiny_workdir / "models/lm/lm.pt", weights_only=False)
+    assert metrics["calibration"]["temperature"] > 0 and record["calibration"]["bins"] == 15
+    assert record["cost_ms_per_text"] > 0
 
 
 def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(tiny_workdir, tiny_csv):

@@ -156,6 +156,7 @@ def test_model_info(client: httpx.Client, bundle) -> None:
     assert info["version"] == meta["version"]
     assert info["labels"] == meta["labels"]
     assert info["metrics"] == meta["metrics"]
+    assert info["calibration"] == meta["calibration"]  # what the score means: a temperature fitted on val, ECE
     assert info["limits"]["max_texts"] == 32
     assert info["rollout"]["source"] == str(bundle) and info["rollout"]["following"] is False  # a fixed bundle
     answer = client.post("/classify", json={"texts": ["好"]})

@@ -65,6 +65,7 @@ def make_tiny_bundle(
         "labels": list(labels),
         "max_len": max_len,
         "metrics": {"test": {"accuracy": 0.5, "macro_f1": 0.4}},
+        "calibration": {"method": "temperature", "temperature": 1.0, "bins": 15, "val_ece": 0.01, "test_ece": 0.02},
         "data_hash": "0" * 16,
         "git_commit": "0" * 40,
         "created": "2026-11-22T00:00:00+00:00",

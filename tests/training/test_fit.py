@@ -144,3 +144,16 @@ def test_label_smoothing_and_swa_switched_on_through_params(processed_dir, tmp_p
     assert "StochasticWeightAveraging" in names and "EarlyStopping" not in names
     assert len(result.history) == 3  # SWA runs to the last epoch
     assert result.best_val_macro_f1 >= max(row["val_macro_f1"] for row in result.history) - 1e-6  # rows are rounded
+
+
+def test_stopping_before_the_schedule_ends_follows_the_longer_run_exactly(processed_dir, tmp_path):
+    """max_epochs 1 of a 2-epoch schedule is the first epoch of the 2-epoch run, to the last digit."""
+    config = parse_params({"train": TINY_TRAIN}).train.model("rcnn").model_dump()
+    runs = {}
+    for name, overrides in {"two": {"max_epochs": 2}, "first-of-two": {"max_epochs": 1, "schedule_epochs": 2},
+                            "one": {"max_epochs": 1}}.items():
+        tp = _trainer(limit_train_batches=3, limit_val_batches=2, **overrides)
+        runs[name] = fit_classifier("rcnn", config, tp, _data(processed_dir), tmp_path / name, progress_bar=False)
+    assert runs["first-of-two"].history == runs["two"].history[:1]
+    lr = {n: r.trainer.lr_scheduler_configs[0].scheduler.get_last_lr()[0] for n, r in runs.items()}
+    assert lr["first-of-two"] > lr["one"]  # the one-epoch schedule decayed to its end; the other is half-way

@@ -141,3 +141,12 @@ def test_pretrain_sits_before_train_and_only_its_params_rerun_it():
     assert "models/lm" in stages["train"]["do"]["deps"]
     assert stages["pretrain"]["params"] == ["pretrain"]
     assert not any(str(p).startswith("train") for p in stages["pretrain"]["params"])
+
+
+def test_transfer_of_all_layers_needs_a_backward_model():
+    bundle = _bundle()
+    del bundle["backward"]  # what pretrain writes when lm_transfer is embedding
+    model = build_model("bilstm", VOCAB, 2, embedding_dim=DIM, hidden_size=DIM)
+    assert init_from_lm(model, bundle, "abc", "embedding") == ["embedding.weight"]
+    with pytest.raises(TransferError, match=r"no backward direction.*lm_transfer is all"):
+        init_from_lm(model, bundle, "abc", "all")
