@@ -98,9 +98,8 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path)
     write_json(metrics_dir / f"{candidate.name}.json", scores)
     write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", logits["test"].argmax(-1),
                     targets["test"], data.labels)
-    checks = run_checklist(model, candidate.labels, params, data_dir)
-    tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
-    cost = serving_cost(model, tokenizer, cost_sample(data))
+    checks = run_checklist(model, candidate.labels, params, data.tokenizer)
+    cost = serving_cost(model, data.tokenizer, cost_sample(data))
     record = {"model": candidate.name, "mlflow_run_id": candidate.run_id,
               **({"members": candidate.members} if candidate.members else {}),
               "val": headline(scores["val"]), "test": headline(scores["test"]), "calibration": calibration,
@@ -120,7 +119,7 @@ def cost_sample(data: TextDataModule, n: int = 256) -> list[str]:
     return data.frames["val"]["text"].head(n).tolist()
 
 
-def run_checklist(model: torch.nn.Module, labels: list[str], params: Any, data_dir: Path) -> dict:
+def run_checklist(model: torch.nn.Module, labels: list[str], params: Any, tokenizer: Tokenizer) -> dict:
     path = find_checklist(params.check.checklist, params.data.source)
     dataset = dataset_name(params.data.source)
     if path is None:
@@ -129,7 +128,6 @@ def run_checklist(model: torch.nn.Module, labels: list[str], params: Any, data_d
         checklist = None
     else:
         checklist = load_checklist(path, dataset, labels)
-    tokenizer = Tokenizer.from_file(str(data_dir / "tokenizer.json"))
     return check_model(checklist, torch_predictor(model, tokenizer), labels, params.check.floors.model_dump())
 
 
