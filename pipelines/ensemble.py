@@ -23,9 +23,9 @@ from pipelines.params import ENSEMBLE, load_params
 from training.assessment import Candidate, assess, cost_sample
 from training.choice import Option, cheapest_within
 from training.cost import serving_cost
-from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities, load_ensemble
 from training.evaluation import predict_proba, score
+from training.textdata import TextData
 from training.tracking import (
     check_reachable,
     ensure_experiment,
@@ -75,7 +75,7 @@ def choose_members(probs: dict[str, torch.Tensor], target: torch.Tensor, labels:
     return {"members": chosen.name.split("+"), "why": why, "member_cost_ms_per_text": costs, "subsets": table}
 
 
-def score_members(members: dict[str, torch.nn.Module], data: TextDataModule) -> tuple[dict, dict]:
+def score_members(members: dict[str, torch.nn.Module], data: TextData) -> tuple[dict, dict]:
     """Each member's val probabilities and its measured serving cost (ms a text)."""
     probs = {m: predict_proba(model, data, "val") for m, model in members.items()}
     texts = cost_sample(data)
@@ -108,7 +108,7 @@ def main() -> None:
     runs = member_runs(models_dir, trained)
     everything, labels = load_ensemble(models_dir, trained)
     tp = params.train.trainer
-    data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     probs, costs = score_members(dict(zip(trained, everything.members, strict=True)), data)
     target = torch.tensor(data.datasets["val"].labels, dtype=torch.long)
     choice = choose_members(probs, target, data.labels, costs, params.select.tolerance)

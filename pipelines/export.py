@@ -19,9 +19,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pipelines.bundles import champion_bundle, replace_dir, stamp
 from pipelines.cli import parser, run
 from pipelines.params import load_params
-from serving.pyfunc import download_bundle
 from training.export import ExportError, check_parity, export_onnx
 from training.jsonio import write_json
 from training.registry import (
@@ -78,48 +78,6 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
     })
     texts = pd.read_parquet(data / "test.parquet")["text"].tolist()
     return check_parity(model, staged / "model.onnx", encode(tokenizer, texts), atol)
-
-
-def stamp(bundle: Path, **fields: str) -> None:
-    """Write registry facts (version, run, model URI) into the bundle's meta.json."""
-    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
-    write_json(bundle / "meta.json", {**meta, **fields})
-
-
-def champion_bundle(client, champion, name: str, out: Path) -> None:
-    """Make `out` the champion's bundle, downloading it from the registry unless it is already there."""
-    meta = out / "meta.json"
-    if (meta.is_file() and (out / "model.onnx").is_file()
-            and json.loads(meta.read_text(encoding="utf-8")).get("registered_model") == name
-            and champion.tags.get("onnx_sha256") == file_sha256(out / "model.onnx")):
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        replace_dir(fetch_bundle(name, str(champion.version), tmp), out)
-
-
-def fetch_bundle(name: str, version: str, dst: str) -> Path:
-    """Version `version`'s bundle from its MLflow Model, into `dst`, stamped with its registry facts.
-
-    A version registered before the champion was an MLflow Model fails with a FileNotFoundError."""
-    uri = f"models:/{name}/{version}"
-    bundle = download_bundle(uri, dst)
-    stamp(bundle, version=version, model_uri=uri, registered_model=name)
-    return bundle
-
-
-def replace_dir(src: Path, dest: Path) -> None:
-    """Make `dest` a copy of `src`; a failed copy leaves the old `dest` whole."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    shutil.rmtree(staging)
-    shutil.copytree(src, staging)
-    if dest.exists():
-        old = staging.with_name(staging.name + ".old")
-        dest.rename(old)
-        staging.rename(dest)
-        shutil.rmtree(old)
-    else:
-        staging.rename(dest)
 
 
 def main() -> None:

@@ -23,8 +23,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipelines.bundles import fetch_bundle, replace_dir
 from pipelines.cli import parser, run
-from pipelines.export import fetch_bundle, replace_dir
 from pipelines.package import deploy
 from pipelines.params import Params, load_params
 from training.jsonio import write_json

@@ -23,10 +23,10 @@ from tokenizers import Tokenizer
 from training.calibration import calibrate, reliability_curves, reliability_figure
 from training.checks import Checklist, below_floors, load_checklist, run_checks
 from training.cost import serving_cost
-from training.datamodule import TextDataModule
 from training.evaluation import check_labels, predict_logits, score
 from training.export import pad_batch
 from training.jsonio import write_json
+from training.textdata import TextData
 from training.tokenizer import encode
 from training.tracking import dataset_name, quiet_mlflow, tracking_uri
 
@@ -83,7 +83,7 @@ def headline(split: dict) -> dict:
 def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path) -> dict[str, Any]:
     """Score and check one candidate; write its metrics and record; log both to its MLflow run."""
     tp = params.train.trainer
-    data = TextDataModule(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     check_labels(candidate.labels, data)
     splits = ("val", "test")
     logits = {s: predict_logits(candidate.model, data, s) for s in splits}
@@ -114,7 +114,7 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path)
     return record
 
 
-def cost_sample(data: TextDataModule, n: int = 256) -> list[str]:
+def cost_sample(data: TextData, n: int = 256) -> list[str]:
     """The texts every candidate's serving cost is measured on: the first `n` of the val split."""
     return data.frames["val"]["text"].head(n).tolist()
 

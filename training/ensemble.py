@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.evaluation import load_classifier
+from training.evaluation import load_model
 
 CHECKPOINT = "best.ckpt"  # each trained model's folder holds its best checkpoint under this name
 
@@ -29,8 +29,7 @@ class AveragedProbabilities(nn.Module):
 
 def load_member(folder: Path) -> tuple[nn.Module, list[str]]:
     """(model, labels) from a trained model's folder (models/<model>/best.ckpt)."""
-    module = load_classifier(folder / CHECKPOINT)
-    return module.model, list(module.hparams.labels)
+    return load_model(folder / CHECKPOINT)
 
 
 def load_ensemble(models_dir: Path, members: list[str]) -> tuple[AveragedProbabilities, list[str]]:

@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 
@@ -40,6 +39,8 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str], opset: i
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks traced as constants
         _export(wrapped, example, path, opset)
+    import onnx  # here, not at the top: evaluation imports this module for pad_batch alone
+
     proto = onnx.load(str(path))
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

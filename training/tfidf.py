@@ -14,16 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy import sparse
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.preprocessing import normalize
 from torch import nn
 
 from training.ngrams import PAD_ID, ngram_ids
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 log = logging.getLogger("textclf.tfidf")
 
@@ -75,6 +75,8 @@ class TfidfLR(nn.Module):
 
 def ngram_counts(model: TfidfLR, texts: Sequence[Sequence[int]], batch_size: int = 512) -> sparse.csr_matrix:
     """Texts' token ids → sparse [texts, rows] n-gram counts, with the model's own hashing."""
+    from scipy import sparse  # fitting only: serving, evaluation and export load this module without scipy
+
     rows, cols = [], []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
@@ -92,6 +94,9 @@ def ngram_counts(model: TfidfLR, texts: Sequence[Sequence[int]], batch_size: int
 
 
 def tfidf_matrix(counts: sparse.csr_matrix, idf: np.ndarray) -> sparse.csr_matrix:
+    from scipy import sparse
+    from sklearn.preprocessing import normalize
+
     tf = counts.copy()
     tf.data = 1.0 + np.log(tf.data)
     return normalize(tf @ sparse.diags(idf))
@@ -110,6 +115,9 @@ def fit_tfidf_lr(model: TfidfLR, train: tuple[Sequence[Sequence[int]], Sequence[
                  val: tuple[Sequence[Sequence[int]], Sequence[int]], c_grid: Sequence[float],
                  min_df: int = 2, max_iter: int = 2000) -> TfidfFit:
     """Fit idf and the logistic regression on train, keep the C with the best val macro-F1; loads the model."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
     counts = ngram_counts(model, train[0])
     df = np.asarray((counts > 0).sum(0)).ravel()
     n = counts.shape[0]

@@ -7,9 +7,10 @@ import torch
 
 from pipelines.params import TrainerParams, parse_params
 from tests.conftest import REPO, TINY_TRAIN
-from training.datamodule import BucketBatchSampler, Collate, TextDataModule
+from training.datamodule import TextDataModule
 from training.evaluation import predict_proba, predict_split, score
 from training.fit import fit_classifier
+from training.textdata import BucketBatchSampler, Collate
 
 
 def _data(processed_dir, batch_size=16, **kw):
