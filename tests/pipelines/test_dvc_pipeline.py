@@ -250,34 +250,25 @@ def test_the_models_to_train_come_from_params(project):
         write_params(project, params)
 
 
-def test_worse_model_does_not_take_champion(project):
+def test_worse_model_does_not_take_champion_and_the_bundle_comes_back_from_the_registry(project):
+    """A candidate below the gate is not promoted. With no bundle on disk (a fresh clone, another machine), export
+    then fetches the champion's bundle from its MLflow Model."""
+    from training.tokenizer import file_sha256
+
     c = client(project)
-    before = c.get_model_version_by_alias("textclf", "champion").version
-    bundle_before = (project / "artifacts/bundle/meta.json").read_text()
+    champion = c.get_model_version_by_alias("textclf", "champion")
+    bundle_before = json.loads((project / "artifacts/bundle/meta.json").read_text())
+    shutil.rmtree(project / "artifacts/bundle")
     params = read_params(project)
     params["select"]["min_val_f1"] = 1.0
     write_params(project, params)
     sh(project, "dvc", "repro")
     best = json.loads((project / "metrics/best.json").read_text())
     assert best["promoted"] is False and "below select.min_val_f1" in best["reason"]
-    assert c.get_model_version_by_alias("textclf", "champion").version == before
-    assert json.loads((project / "artifacts/bundle/meta.json").read_text())["version"] == \
-        json.loads(bundle_before)["version"]
-
-
-def test_the_champion_bundle_comes_back_from_the_registry(project):
-    """With no bundle on disk (a fresh clone, another machine) and a candidate that is not promoted, export
-    fetches the champion's bundle from its MLflow Model."""
-    from training.tokenizer import file_sha256
-
-    c = client(project)
-    champion = c.get_model_version_by_alias("textclf", "champion")
-    shutil.rmtree(project / "artifacts/bundle")
-    # Export alone (-s): min_val_f1 is still 1.0, so nothing can be promoted.
-    sh(project, "dvc", "repro", "-f", "-s", "export")
-    assert json.loads((project / "metrics/best.json").read_text())["promoted"] is False
-    assert file_sha256(project / "artifacts/bundle/model.onnx") == champion.tags["onnx_sha256"]
+    assert c.get_model_version_by_alias("textclf", "champion").version == champion.version
     meta = json.loads((project / "artifacts/bundle/meta.json").read_text())
+    assert meta["version"] == bundle_before["version"]
+    assert file_sha256(project / "artifacts/bundle/model.onnx") == champion.tags["onnx_sha256"]
     assert (meta["version"], meta["model_uri"]) == (str(champion.version), f"models:/textclf/{champion.version}")
 
 
@@ -346,28 +337,27 @@ def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path
     write_params(project, params)
 
 
-def test_dvc_experiment_is_tracked_and_compared(project):
+def test_experiments_named_and_swept_through_the_queue(project):
+    """A named experiment and a small grid, queued and run the way the README shows, each rerunning only what
+    its params change, compared in `dvc exp show` and in MLflow. One queue run for all three keeps this test's
+    time to the three experiments themselves."""
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "gate params")
-    out = sh(project, "dvc", "exp", "run", "-S", "train.bilstm.attention_size=8", "-n", "small-bilstm").stdout
-    assert "train@bilstm" in ran(out) and "train@rcnn" not in ran(out)
-    table = json.loads(sh(project, "dvc", "exp", "show", "--json").stdout)
-    assert "small-bilstm" in json.dumps(table)
-    runs = client(project).search_runs(
-        [client(project).get_experiment_by_name("textclf-corpus").experiment_id],
-        filter_string="tags.dvc_experiment = 'small-bilstm' and tags.model = 'bilstm'")
-    assert len(runs) == 1 and runs[0].data.params["train.bilstm.attention_size"] == "8"
-
-
-def test_sweep_through_the_experiment_queue(project):
-    """A small grid queued and run the way the README shows, compared in `dvc exp show` and in MLflow."""
     uri = f"sqlite:///{project / 'mlflow.db'}"  # queued runs work in a copy: point them at this store
+    sh(project, "dvc", "exp", "run", "--queue", "-S", "train.bilstm.attention_size=8", "-n", "small-bilstm",
+       MLFLOW_TRACKING_URI=uri)
     sh(project, "dvc", "exp", "run", "--queue", "-S", "train.bilstm.attention_size=4,12", MLFLOW_TRACKING_URI=uri)
     sh(project, "dvc", "exp", "run", "--run-all", MLFLOW_TRACKING_URI=uri)
+    out = sh(project, "dvc", "queue", "logs", "small-bilstm").stdout
+    assert "train@bilstm" in ran(out) and "train@rcnn" not in ran(out)
     table = json.dumps(json.loads(sh(project, "dvc", "exp", "show", "--json").stdout))
+    assert "small-bilstm" in table
     assert '"attention_size": 4' in table and '"attention_size": 12' in table
-    experiment = client(project).get_experiment_by_name("textclf-corpus").experiment_id
-    runs = client(project).search_runs([experiment], filter_string="tags.model = 'bilstm'")
+    c = client(project)
+    experiment = c.get_experiment_by_name("textclf-corpus").experiment_id
+    runs = c.search_runs([experiment], filter_string="tags.dvc_experiment = 'small-bilstm' and tags.model = 'bilstm'")
+    assert len(runs) == 1 and runs[0].data.params["train.bilstm.attention_size"] == "8"
+    runs = c.search_runs([experiment], filter_string="tags.model = 'bilstm'")
     swept = {r.data.params["train.bilstm.attention_size"] for r in runs if r.data.tags.get("dvc_experiment")}
     assert {"4", "12"} <= swept
 
