@@ -29,10 +29,11 @@ from tokenizers import Tokenizer
 from bench.train_bench import tfidf_baseline
 from pipelines.params import MODEL_NAMES, parse_params
 from training.assessment import check_model, find_checklist, torch_predictor
+from training.checkpoints import load_classifier
 from training.checks import load_checklist
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
-from training.evaluation import load_classifier, predict_proba, score
+from training.evaluation import predict_proba, score
 from training.fit import fit_model
 from training.tracking import dataset_name
 from training.transfer import load_lm_bundle

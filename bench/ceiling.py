@@ -22,8 +22,9 @@ from sklearn.linear_model import LogisticRegression
 
 from bench.train_bench import fit_baseline
 from pipelines.params import MODEL_NAMES
+from training.checkpoints import load_classifier
 from training.datamodule import TextDataModule
-from training.evaluation import check_labels, load_classifier, predict_proba
+from training.evaluation import check_labels, predict_proba
 
 DATA = Path("data/processed")
 

@@ -17,8 +17,8 @@ import pandas as pd
 from tokenizers import Tokenizer
 
 from bench.infer_bench import time_per_batch
+from training.checkpoints import load_classifier
 from training.ensemble import AveragedProbabilities
-from training.evaluation import load_classifier
 from training.export import check_parity, export_onnx, pad_batch
 from training.tokenizer import encode
 

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer
 
-from training.evaluation import load_classifier
+from training.checkpoints import load_classifier
 from training.export import WithProbabilities, pad_batch
 from training.tokenizer import encode
 

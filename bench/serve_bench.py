@@ -173,7 +173,7 @@ def torch_baseline(bundle: Path, out: Path) -> Path:
     as serving runs it, pickled for serve_fastapi_torch.py."""
     import torch
 
-    from training.evaluation import load_classifier
+    from training.checkpoints import load_classifier
     from training.export import WithProbabilities
 
     name = json.loads((bundle / "meta.json").read_text())["model_name"]

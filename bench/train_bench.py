@@ -30,8 +30,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from pipelines.params import MODEL_NAMES, load_params
+from training.checkpoints import load_classifier
 from training.datamodule import TextDataModule
-from training.evaluation import load_classifier, predict_split, score
+from training.evaluation import predict_split, score
 from training.fit import fit_classifier
 from training.transfer import load_lm_bundle
 

@@ -119,7 +119,8 @@ def main() -> None:
     log_choice(run_id, choice)
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
                "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
-    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, Path(args.metrics))
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, Path(args.metrics),
+           data)
 
 
 def log_choice(run_id: str, choice: dict) -> None:

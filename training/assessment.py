@@ -80,10 +80,13 @@ def headline(split: dict) -> dict:
     return {"accuracy": split["accuracy"], "macro_f1": split["macro_f1"]}
 
 
-def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path) -> dict[str, Any]:
-    """Score and check one candidate; write its metrics and record; log both to its MLflow run."""
+def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
+           data: TextData | None = None) -> dict[str, Any]:
+    """Score and check one candidate; write its metrics and record; log both to its MLflow run.
+
+    `data`: the splits already read from `data_dir` with params' batch size and seed, if the caller has them."""
     tp = params.train.trainer
-    data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    data = data or TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     check_labels(candidate.labels, data)
     splits = ("val", "test")
     logits = {s: predict_logits(candidate.model, data, s) for s in splits}

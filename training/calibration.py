@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 
 import torch
-from scipy.optimize import minimize_scalar
 from torch import nn
 from torch.nn.functional import cross_entropy
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 BINS = 15
 _LOG_T_BOUNDS = (math.log(0.05), math.log(20.0))  # wide enough for any sane model; keeps T positive
@@ -36,6 +34,8 @@ class Calibrated(nn.Module):
 
 def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
     """The T > 0 that minimises the mean NLL of softmax(logits / T) on these (validation) rows."""
+    from scipy.optimize import minimize_scalar  # here: export needs Calibrated, not the fitting
+
     logits, target = logits.double(), target.long()
 
     def nll(log_t: float) -> float:
@@ -47,6 +47,8 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> float:
 
 def calibration_error(probs: torch.Tensor, target: torch.Tensor, bins: int = BINS) -> float:
     """Expected calibration error of the top label: the bin-weighted gap between confidence and accuracy."""
+    from torchmetrics.functional.classification import multiclass_calibration_error
+
     return round(float(multiclass_calibration_error(probs.float(), target.long(), probs.shape[-1], n_bins=bins,
                                                     norm="l1")), 6)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from training.evaluation import load_model
+from training.checkpoints import load_model
 
 CHECKPOINT = "best.ckpt"  # each trained model's folder holds its best checkpoint under this name
 

@@ -1,7 +1,8 @@
 """`dvc repro` end to end in a throwaway git repo, real MLflow (sqlite) and a real BentoML store.
 
 One project is built per module and the tests run in file order on it: a full repro, a no-op repro,
-a one-model change, the promotion gate, an experiment, a DVC remote.
+a one-model change, the promotion gate, experiments, a DVC remote, the rollout, the behavioural floor,
+the production loop.
 """
 
 from __future__ import annotations
@@ -297,46 +298,6 @@ def test_failed_parity_keeps_the_champion(project):
         write_params(project, params)
 
 
-def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path):
-    c = client(project)
-    before = c.get_model_version_by_alias("textclf", "champion").version
-    (project / "checks/corpus.yaml").write_text(
-        'dataset: corpus\n'
-        'minimum_functionality:\n'
-        '  - {id: mft-ok, text: "差 失望 bad", label: neg}\n'
-        '  - {id: mft-wrong, text: "好 喜欢 great 推荐", label: neg}\n'  # every sane model says pos
-        'invariance:\n'
-        '  - {id: inv-1, perturbation: punctuation, text: "好 喜欢", variant: "好 喜欢!"}\n'
-        'directional:\n'
-        '  - {id: dir-1, perturbation: add_negative, text: "好 喜欢", variant: "好 喜欢 差 失望 烂", toward: neg}\n',
-        encoding="utf-8")
-    params = read_params(project)
-    params["select"]["min_val_f1"] = 0.0
-    params["check"]["floors"]["minimum_functionality"] = 1.0
-    write_params(project, params)
-    out = sh(project, "dvc", "repro").stdout
-    assert {f"evaluate@{m}" for m in MODELS} | {"ensemble"} <= ran(out)
-    best = json.loads((project / "metrics/best.json").read_text())
-    assert best["promoted"] is False and "no candidate passes the behavioural floors" in best["reason"]
-    assert "mft-wrong" in best["reason"] and "minimum_functionality 50.0% < 100%" in best["reason"]
-    assert c.get_model_version_by_alias("textclf", "champion").version == before
-    checks = json.loads((project / "metrics/checks/rcnn.json").read_text())
-    assert checks["counts"]["invariance"]["cases"] == 1 and checks["passed"] is False
-    run_id = json.loads((project / "models/rcnn/train.json").read_text())["mlflow_run_id"]
-    run = c.get_run(run_id)
-    assert run.data.metrics["check_minimum_functionality_pass_rate"] == 0.5
-    assert run.data.tags["behavioural_checks"] == "failed"
-    assert "checks/rcnn.json" in {a.path for a in c.list_artifacts(run_id, "checks")}
-    # With no champion to fall back on, select stops the pipeline before export and names the cases.
-    shutil.copytree(project / "metrics", tmp_path / "metrics")
-    fresh = sh(project, "python", "-m", "pipelines.select", "--metrics", str(tmp_path / "metrics"), check=False,
-               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
-    assert fresh.returncode == 2 and "Nothing to export" in fresh.stderr and "mft-wrong" in fresh.stderr
-    (project / "checks/corpus.yaml").unlink()
-    params["check"]["floors"]["minimum_functionality"] = 0.9
-    write_params(project, params)
-
-
 def test_experiments_named_and_swept_through_the_queue(project):
     """A named experiment and a small grid, queued and run the way the README shows, each rerunning only what
     its params change, compared in `dvc exp show` and in MLflow. One queue run for all three keeps this test's
@@ -474,6 +435,48 @@ def test_the_service_follows_promotion_and_rollback_under_load(project, registry
     assert "rolled_back_at" not in c.get_model_version("textclf", promoted).tags
     assert json.loads((project / "artifacts/releases/champion.json").read_text())["version"] == promoted
     sh(project, sys.executable, "-m", "pipelines.rollback", "--to", str(before.version))
+
+
+def test_candidate_below_the_behavioural_floor_is_not_promoted(project, tmp_path):
+    """Runs after the experiments and the rollout: its checklist reruns every evaluate, and the tests before
+    it then start from a settled project instead of rerunning them in each experiment."""
+    c = client(project)
+    before = c.get_model_version_by_alias("textclf", "champion").version
+    (project / "checks/corpus.yaml").write_text(
+        'dataset: corpus\n'
+        'minimum_functionality:\n'
+        '  - {id: mft-ok, text: "差 失望 bad", label: neg}\n'
+        '  - {id: mft-wrong, text: "好 喜欢 great 推荐", label: neg}\n'  # every sane model says pos
+        'invariance:\n'
+        '  - {id: inv-1, perturbation: punctuation, text: "好 喜欢", variant: "好 喜欢!"}\n'
+        'directional:\n'
+        '  - {id: dir-1, perturbation: add_negative, text: "好 喜欢", variant: "好 喜欢 差 失望 烂", toward: neg}\n',
+        encoding="utf-8")
+    params = read_params(project)
+    params["select"]["min_val_f1"] = 0.0
+    params["check"]["floors"]["minimum_functionality"] = 1.0
+    write_params(project, params)
+    out = sh(project, "dvc", "repro").stdout
+    assert {f"evaluate@{m}" for m in MODELS} | {"ensemble"} <= ran(out)
+    best = json.loads((project / "metrics/best.json").read_text())
+    assert best["promoted"] is False and "no candidate passes the behavioural floors" in best["reason"]
+    assert "mft-wrong" in best["reason"] and "minimum_functionality 50.0% < 100%" in best["reason"]
+    assert c.get_model_version_by_alias("textclf", "champion").version == before
+    checks = json.loads((project / "metrics/checks/rcnn.json").read_text())
+    assert checks["counts"]["invariance"]["cases"] == 1 and checks["passed"] is False
+    run_id = json.loads((project / "models/rcnn/train.json").read_text())["mlflow_run_id"]
+    run = c.get_run(run_id)
+    assert run.data.metrics["check_minimum_functionality_pass_rate"] == 0.5
+    assert run.data.tags["behavioural_checks"] == "failed"
+    assert "checks/rcnn.json" in {a.path for a in c.list_artifacts(run_id, "checks")}
+    # With no champion to fall back on, select stops the pipeline before export and names the cases.
+    shutil.copytree(project / "metrics", tmp_path / "metrics")
+    fresh = sh(project, "python", "-m", "pipelines.select", "--metrics", str(tmp_path / "metrics"), check=False,
+               MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path / 'empty.db'}")
+    assert fresh.returncode == 2 and "Nothing to export" in fresh.stderr and "mft-wrong" in fresh.stderr
+    (project / "checks/corpus.yaml").unlink()
+    params["check"]["floors"]["minimum_functionality"] = 0.9
+    write_params(project, params)
 
 
 # --- the production loop on this project's champion: logged traffic → monitor → feedback → snapshot → repro ---

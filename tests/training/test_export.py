@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from training.evaluation import CheckpointError, load_classifier
+from training.checkpoints import CheckpointError, load_classifier
 from training.export import ExportError, check_parity, export_onnx, pad_batch
 from training.models import build_model
 

@@ -48,7 +48,7 @@ def test_training_learns_the_tiny_task(processed_dir, tmp_path):
     config = {"embedding_dim": 16, "hidden_size": 16, "fc_hidden": 16}
     result = fit_classifier("textrnn", config, _trainer(max_epochs=6, patience=6), data, tmp_path,
                             progress_bar=False)
-    from training.evaluation import load_classifier
+    from training.checkpoints import load_classifier
 
     module = load_classifier(result.best_checkpoint)
     preds, target = predict_split(module, data, "test")

@@ -9,9 +9,10 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from training.checkpoints import load_classifier
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
-from training.evaluation import load_classifier, predict_proba
+from training.evaluation import predict_proba
 from training.export import check_parity, export_onnx, pad_batch
 from training.fit import fit_model
 from training.models import build_model
