@@ -137,10 +137,11 @@ def classify(http: httpx.Client, texts: list[str]) -> list[dict]:
 
 
 class Load:
-    """Clients posting /classify back to back from a thread until stopped; every answer is kept."""
+    """Clients posting /classify from a thread until stopped, each `pause_s` apart (0: back to back); every answer
+    is kept."""
 
-    def __init__(self, url: str, texts: list[str], clients: int = 6) -> None:
-        self.url, self.texts, self.clients = url, texts, clients
+    def __init__(self, url: str, texts: list[str], clients: int = 6, pause_s: float = 0.0) -> None:
+        self.url, self.texts, self.clients, self.pause_s = url, texts, clients, pause_s
         self.answers: list[tuple[float, int, str | None, list | str]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
@@ -155,6 +156,8 @@ class Load:
             body = response.json() if response.status_code == 200 else response.text
             self.answers.append((time.monotonic(), response.status_code, response.headers.get("x-model-version"),
                                  body))
+            if self.pause_s:
+                await asyncio.sleep(self.pause_s)
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:

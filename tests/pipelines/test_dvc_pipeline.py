@@ -299,28 +299,26 @@ def test_failed_parity_keeps_the_champion(project):
 
 
 def test_experiments_named_and_swept_through_the_queue(project):
-    """A named experiment and a small grid, queued and run the way the README shows, each rerunning only what
-    its params change, compared in `dvc exp show` and in MLflow. One queue run for all three keeps this test's
-    time to the three experiments themselves."""
+    """A small named grid queued and run the way the README shows, each experiment rerunning only what its
+    params change, compared in `dvc exp show` and in MLflow."""
     sh(project, "git", "add", "-A")
     sh(project, "git", "commit", "-qm", "gate params")
     uri = f"sqlite:///{project / 'mlflow.db'}"  # queued runs work in a copy: point them at this store
-    sh(project, "dvc", "exp", "run", "--queue", "-S", "train.bilstm.attention_size=8", "-n", "small-bilstm",
-       MLFLOW_TRACKING_URI=uri)
-    sh(project, "dvc", "exp", "run", "--queue", "-S", "train.bilstm.attention_size=4,12", MLFLOW_TRACKING_URI=uri)
+    queued = sh(project, "dvc", "exp", "run", "--queue", "-n", "bilstm-attention",
+                "-S", "train.bilstm.attention_size=4,12", MLFLOW_TRACKING_URI=uri).stdout
+    assert "Queued experiment 'bilstm-attention-1'" in queued and "Queued experiment 'bilstm-attention-2'" in queued
     sh(project, "dvc", "exp", "run", "--run-all", MLFLOW_TRACKING_URI=uri)
-    out = sh(project, "dvc", "queue", "logs", "small-bilstm").stdout
+    out = sh(project, "dvc", "queue", "logs", "bilstm-attention-1").stdout
     assert "train@bilstm" in ran(out) and "train@rcnn" not in ran(out)
     table = json.dumps(json.loads(sh(project, "dvc", "exp", "show", "--json").stdout))
-    assert "small-bilstm" in table
+    assert "bilstm-attention-1" in table and "bilstm-attention-2" in table
     assert '"attention_size": 4' in table and '"attention_size": 12' in table
     c = client(project)
     experiment = c.get_experiment_by_name("textclf-corpus").experiment_id
-    runs = c.search_runs([experiment], filter_string="tags.dvc_experiment = 'small-bilstm' and tags.model = 'bilstm'")
-    assert len(runs) == 1 and runs[0].data.params["train.bilstm.attention_size"] == "8"
     runs = c.search_runs([experiment], filter_string="tags.model = 'bilstm'")
-    swept = {r.data.params["train.bilstm.attention_size"] for r in runs if r.data.tags.get("dvc_experiment")}
-    assert {"4", "12"} <= swept
+    swept = {r.data.tags.get("dvc_experiment"): r.data.params["train.bilstm.attention_size"] for r in runs
+             if r.data.tags.get("dvc_experiment")}
+    assert swept == {"bilstm-attention-1": "4", "bilstm-attention-2": "12"}
 
 
 def test_push_and_pull_through_a_local_remote(project, tmp_path):
@@ -369,7 +367,9 @@ def test_the_service_follows_promotion_and_rollback_under_load(project, registry
                           env={"TEXTCLF_RELOAD_INTERVAL_S": "0.5"})
     c.set_model_version_tag("textclf", before.version, "val_macro_f1", "0")  # any candidate beats it
     try:
-        with Load(server.url, TEXTS[:3]) as load:
+        # Steady traffic (two clients, 20 ms between answers) rather than a saturating load: the point is that no
+        # request fails while the pipeline and the rollbacks run beside it, and they need the cores.
+        with Load(server.url, TEXTS[:3], clients=2, pause_s=0.02) as load:
             # A new version of the same candidate: the pyfunc's code is part of what a version is.
             with (project / "serving/pyfunc.py").open("a") as f:
                 f.write("# a new build\n")

@@ -48,13 +48,14 @@ def test_ingest_preprocess_train_evaluate(project_copy):
     assert record["cost_ms_per_text"] > 0
 
 
-def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(tiny_workdir, tiny_csv):
-    params = tiny_params(tiny_csv, pretrain={"enabled": False})
-    (tiny_workdir / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    for args in (["pipelines.ingest"], ["pipelines.preprocess"]):
-        assert stage(tiny_workdir, *args).returncode == 0
+def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(project_copy):
+    from tests.pipelines.project import read_params, write_params
+
+    tiny_workdir = project_copy  # ingest and preprocess already ran; its language model is now the stale one
+    params = read_params(tiny_workdir)
+    params["pretrain"]["enabled"] = False
+    write_params(tiny_workdir, params)
     stale = tiny_workdir / "models/lm/lm.pt"  # from an earlier run with pretraining on
-    stale.parent.mkdir(parents=True)
     stale.write_bytes(b"old language model")
     done = stage(tiny_workdir, "pipelines.pretrain")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -76,10 +77,8 @@ def test_user_errors_are_one_line_without_traceback(tiny_workdir):
     assert done.returncode == 2 and "unknown key 'train.trainer.max_epoch'" in done.stderr
 
 
-def test_evaluate_without_checkpoint_says_which(tiny_workdir):
-    assert stage(tiny_workdir, "pipelines.ingest").returncode == 0
-    assert stage(tiny_workdir, "pipelines.preprocess").returncode == 0
-    done = stage(tiny_workdir, "pipelines.evaluate", "--model", "textrnn")
+def test_evaluate_without_checkpoint_says_which(project_copy):
+    done = stage(project_copy, "pipelines.evaluate", "--model", "textrnn")  # the splits exist, no model does
     assert done.returncode == 2 and "models/textrnn/best.ckpt not found" in done.stderr
 
 
