@@ -150,14 +150,14 @@ class Load:
         while not self._stop.is_set():
             try:
                 response = await http.post("/classify", json={"texts": self.texts})
+                body = response.json() if response.status_code == 200 else response.text
+                self.answers.append((time.monotonic(), response.status_code,
+                                     response.headers.get("x-model-version"), body))
             except httpx.HTTPError as exc:  # a refused or dropped connection is a failed request too
                 self.answers.append((time.monotonic(), 0, None, repr(exc)))
-                continue
-            body = response.json() if response.status_code == 200 else response.text
-            self.answers.append((time.monotonic(), response.status_code, response.headers.get("x-model-version"),
-                                 body))
-            if self.pause_s:
-                await asyncio.sleep(self.pause_s)
+            finally:
+                if self.pause_s:
+                    await asyncio.sleep(self.pause_s)
 
     async def _run(self) -> None:
         async with httpx.AsyncClient(base_url=self.url, timeout=60) as http:

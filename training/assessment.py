@@ -86,7 +86,7 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
 
     `data`: the splits already read from `data_dir` with params' batch size and seed, if the caller has them."""
     tp = params.train.trainer
-    data = data or TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    data = data if data is not None else TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     check_labels(candidate.labels, data)
     splits = ("val", "test")
     logits = {s: predict_logits(candidate.model, data, s) for s in splits}

@@ -75,7 +75,7 @@ class TfidfLR(nn.Module):
 
 def ngram_counts(model: TfidfLR, texts: Sequence[Sequence[int]], batch_size: int = 512) -> sparse.csr_matrix:
     """Texts' token ids → sparse [texts, rows] n-gram counts, with the model's own hashing."""
-    from scipy import sparse  # fitting only: serving, evaluation and export load this module without scipy
+    from scipy import sparse  # fitting only: export and serving-side loading need neither scipy nor sklearn
 
     rows, cols = [], []
     for start in range(0, len(texts), batch_size):

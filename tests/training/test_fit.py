@@ -43,6 +43,28 @@ def test_same_seed_twice_gives_same_metrics(processed_dir, tmp_path):
     assert runs[0][-1]["train_loss"] < runs[0][0]["train_loss"] * 1.5
 
 
+def test_load_model_without_lightning_is_the_trained_network(processed_dir, tmp_path):
+    """What evaluate, ensemble and export load (load_model: no Lightning) is exactly the LightningModule's
+    network, class weights and all; a missing or corrupt checkpoint is the same clear error."""
+    from training.checkpoints import CheckpointError, load_classifier, load_model
+
+    data = _data(processed_dir)
+    config = {"embedding_dim": 16, "hidden_size": 16, "attention_size": 16}
+    result = fit_classifier("bilstm", config, _trainer(max_epochs=1, class_weights=True), data, tmp_path,
+                            progress_bar=False)
+    model, labels = load_model(result.best_checkpoint)
+    module = load_classifier(result.best_checkpoint)
+    assert labels == data.labels == list(module.hparams.labels) and not model.training
+    assert model.state_dict().keys() == module.model.state_dict().keys()
+    assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in model.state_dict().items())
+    assert torch.equal(predict_proba(model, data, "test"), predict_proba(module, data, "test"))
+    with pytest.raises(CheckpointError, match="not found: run the train stage"):
+        load_model(tmp_path / "missing.ckpt")
+    (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=r"can't be read .*retrain it"):
+        load_model(tmp_path / "bad.ckpt")
+
+
 def test_training_learns_the_tiny_task(processed_dir, tmp_path):
     data = _data(processed_dir)
     config = {"embedding_dim": 16, "hidden_size": 16, "fc_hidden": 16}
