@@ -39,7 +39,7 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str], opset: i
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks traced as constants
         _export(wrapped, example, path, opset)
-    import onnx  # here, not at the top: evaluation imports this module for pad_batch alone
+    import onnx  # here, not at the top: assess and the cost measurement import this module for pad_batch alone
 
     proto = onnx.load(str(path))
     for key, value in metadata.items():
