@@ -11,10 +11,9 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 RUN python -m venv /opt/venv
 WORKDIR /src
-# Only what the distribution needs to build; training/ and pipelines/ stay out of the image.
+# Only what the distribution needs to build: serving/ is the ground floor and imports no other package of ours.
 COPY pyproject.toml README.md ./
 COPY serving/ serving/
-COPY monitoring/ monitoring/
 RUN /opt/venv/bin/pip install --no-cache-dir ".[serve]" \
     && /opt/venv/bin/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"
 

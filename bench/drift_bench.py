@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from monitoring.monitor import load_reference, run_checks, token_counts
-from monitoring.prediction_log import text_sha256
-from monitoring.store import Prediction
+from serving.prediction_log import text_sha256
+from serving.store import Prediction
 from serving.predictor import OnnxPredictor
 from training.unlabelled import peoples_daily_sentences
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitoring.store import Store
+from serving.store import Store
 
 SNAPSHOT = Path("data/feedback/feedback.parquet")
 EXPORT_COLUMNS = ["id", "text", "label", "predicted", "model_version", "created", "updated", "text_sha256"]

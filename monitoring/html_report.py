@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from monitoring.monitor import Reference
-from monitoring.store import Prediction
+from serving.store import Prediction
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1150px;color:#1f2933}

@@ -7,7 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from monitoring.store import DEFAULT_URL
+from serving.store import DEFAULT_URL
 
 DEFAULT_HOURS = 24.0
 

@@ -8,7 +8,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from monitoring.store import StoreError
+from serving.store import StoreError
 from training.tracking import TrackingError
 
 # Offline and quiet by default: nothing phones home.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from monitoring.store import DEFAULT_URL
+from serving.store import DEFAULT_URL
 
 ENV_PREFIX = "TEXTCLF_"
 

@@ -1,7 +1,7 @@
 """The service's side of the production loop: log each prediction, take feedback on it.
 
-One `FeedbackDesk` per worker. Predictions go through `monitoring.prediction_log` (never blocking a request);
-feedback is validated here and committed to `monitoring.store` before POST /feedback answers.
+One `FeedbackDesk` per worker. Predictions go through `serving.prediction_log` (never blocking a request);
+feedback is validated here and committed to `serving.store` before POST /feedback answers.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from monitoring.prediction_log import PredictionLogger
-from monitoring.store import Prediction, Store, StoreError
+from serving.prediction_log import PredictionLogger
+from serving.store import Prediction, Store, StoreError
 from serving.config import ServingConfig
 from serving.metrics import metrics
 from serving.predictor import UNK_ID

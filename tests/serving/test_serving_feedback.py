@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from monitoring.store import Store
+from serving.store import Store
 from tests.servers import REPO, Server, classify, start_server
 
 TEXTS = ["这本书很好看", "质量太差了", "", "The book is great 👍"]

@@ -27,8 +27,8 @@ def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_pat
     source = tmp_path / "src"
     source.mkdir()
     shutil.copy(REPO / "pyproject.toml", source)
-    for package in ("serving", "monitoring"):
-        shutil.copytree(REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    # serving/ alone, less the MLflow Model's code (.dockerignore): the ground floor needs nothing else of ours.
+    shutil.copytree(REPO / "serving", source / "serving", ignore=shutil.ignore_patterns("__pycache__", "pyfunc.py"))
     readme = REPO / "README.md"
     (source / "README.md").write_text(readme.read_text() if readme.exists() else "textclf\n")
 

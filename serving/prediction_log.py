@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from monitoring.store import Prediction, Store, StoreError
+from serving.store import Prediction, Store, StoreError
 
 logger = logging.getLogger("textclf.prediction_log")
 WARN_EVERY_S = 60.0
