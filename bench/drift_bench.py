@@ -25,8 +25,8 @@ import pandas as pd
 
 from monitoring.monitor import load_reference, run_checks, token_counts
 from serving.prediction_log import text_sha256
-from serving.store import Prediction
 from serving.predictor import OnnxPredictor
+from serving.store import Prediction
 from training.unlabelled import peoples_daily_sentences
 
 REPO = Path(__file__).resolve().parents[1]

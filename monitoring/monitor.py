@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 
 from monitoring.drift import MIN_ROWS, Check, label_drift, numeric_drift, text_drift, unk_drift
+from monitoring.window import Window
 from serving.prediction_log import token_stats
 from serving.store import Prediction
-from monitoring.window import Window
 from training.cleaning import normalise
 
 

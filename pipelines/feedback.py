@@ -18,9 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from monitoring.feedback_data import SNAPSHOT, feedback_frame, review_queue, write_snapshot
-from serving.store import Store
 from monitoring.window import store_url, window
 from pipelines.cli import run
+from serving.store import Store
 
 log = logging.getLogger("textclf.feedback")
 

@@ -14,11 +14,11 @@ from pathlib import Path
 from monitoring.drift import MIN_ROWS
 from monitoring.html_report import render
 from monitoring.monitor import load_reference, run_checks, summarise
-from serving.store import Store
 from monitoring.window import store_url, window
 from pipelines.cli import parser, run
 from pipelines.params import load_params
 from serving.predictor import OnnxPredictor
+from serving.store import Store
 from training.jsonio import write_json
 from training.tracking import dataset_name
 

@@ -15,12 +15,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from serving.prediction_log import PredictionLogger
-from serving.store import Prediction, Store, StoreError
 from serving.config import ServingConfig
 from serving.metrics import metrics
+from serving.prediction_log import PredictionLogger
 from serving.predictor import UNK_ID
 from serving.schemas import FeedbackRequest
+from serving.store import Prediction, Store, StoreError
 
 logger = logging.getLogger("textclf.serving")
 MAX_ID_CHARS = 64

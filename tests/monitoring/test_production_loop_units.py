@@ -11,9 +11,9 @@ import pytest
 
 from monitoring.drift import label_drift, null_auc_sigma, numeric_drift, text_drift, unk_drift
 from monitoring.feedback_data import merge_feedback, review_queue, write_snapshot
+from monitoring.window import parse_time, window
 from serving.prediction_log import PredictionLogger
 from serving.store import Prediction, Store, StoreError
-from monitoring.window import parse_time, window
 from tests.conftest import make_texts
 from training.cleaning import normalise
 
