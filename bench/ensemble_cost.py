@@ -17,10 +17,10 @@ import pandas as pd
 from tokenizers import Tokenizer
 
 from bench.infer_bench import time_per_batch
+from serving.contract import encode, pad
 from training.checkpoints import load_classifier
 from training.ensemble import AveragedProbabilities
-from training.export import check_parity, export_onnx, pad_batch
-from training.tokenizer import encode
+from training.export import check_parity, export_onnx
 
 
 def session(path: Path) -> ort.InferenceSession:
@@ -50,7 +50,7 @@ def main() -> None:
         sessions = {name: session(path) for name, path in paths.items()}
         results["onnx_mb"] = {name: round(path.stat().st_size / 2**20, 1) for name, path in paths.items()}
         for size in (1, 32):
-            batches = [pad_batch(ids[i : i + size]) for i in range(0, len(ids), size)]
+            batches = [pad(ids[i : i + size]) for i in range(0, len(ids), size)]
             ms = {name: 1e3 * time_per_batch(lambda b, s=s: s.run(["probabilities"], {"input_ids": b}), batches)
                   for name, s in sessions.items()}
             results[f"batch_{size}"] = {**{f"{k}_ms": round(v, 3) for k, v in ms.items()},

@@ -17,9 +17,9 @@ import pandas as pd
 import torch
 from tokenizers import Tokenizer
 
+from serving.contract import encode, pad
 from training.checkpoints import load_classifier
-from training.export import WithProbabilities, pad_batch
-from training.tokenizer import encode
+from training.export import WithProbabilities
 
 
 def time_per_batch(run, batches: list[np.ndarray], repeats: int = 3) -> float:
@@ -57,7 +57,7 @@ def main() -> None:
 
     results = {"model": meta["model_name"], "texts": len(texts), "threads": 1}
     for size in (1, 32):
-        batches = [pad_batch(ids[i : i + size]) for i in range(0, len(ids), size)]
+        batches = [pad(ids[i : i + size]) for i in range(0, len(ids), size)]
         onnx_s = time_per_batch(lambda b: session.run(["probabilities"], {"input_ids": b}), batches)
         torch_s = time_per_batch(torch_run, batches)
         results[f"batch_{size}"] = {"onnxruntime_ms": onnx_s * 1e3, "pytorch_ms": torch_s * 1e3,

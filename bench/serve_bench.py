@@ -148,12 +148,12 @@ def in_process_texts_per_s(bundle: Path, texts: list[str], batch: int, seconds: 
     from serving.predictor import OnnxPredictor
 
     predictor = OnnxPredictor(bundle, intra_op_threads=1)
-    predictor.predict(texts[:batch])
+    predictor.predict_with_ids(texts[:batch])
     done, start, i = 0, time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         chunk = texts[i : i + batch] if i + batch <= len(texts) else texts[:batch]
         i = (i + batch) % len(texts)
-        predictor.predict(chunk)
+        predictor.predict_with_ids(chunk)
         done += len(chunk)
     return done / (time.perf_counter() - start)
 

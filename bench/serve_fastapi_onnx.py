@@ -25,13 +25,13 @@ class ClassifyRequest(BaseModel):
 
 def make_app(bundle: str) -> FastAPI:
     predictor = OnnxPredictor(bundle, intra_op_threads=1)
-    predictor.predict(["warm-up"])
+    predictor.predict_with_ids(["warm-up"])
     app = FastAPI()
 
     # async def and inline scoring: for a model this small a thread hop costs more than it saves.
     @app.post("/classify")
     async def classify(request: ClassifyRequest) -> list[dict]:
-        return predictor.predict(request.texts)
+        return predictor.predict_with_ids(request.texts)[0]
 
     @app.get("/readyz")
     async def readyz() -> str:

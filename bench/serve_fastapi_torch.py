@@ -21,7 +21,7 @@ from tokenizers import Tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests" / "serving")]  # so the fixture's module class unpickles
-from serving.predictor import read_meta  # noqa: E402
+from serving.contract import read_meta  # noqa: E402
 
 
 class ClassifyRequest(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from serving.contract import score_column
 from serving.store import Store
 
 SNAPSHOT = Path("data/feedback/feedback.parquet")
@@ -41,7 +42,7 @@ def review_queue(store: Store, since: float, until: float, limit: int) -> pd.Dat
         if p.id in labelled:
             continue
         rows.append({"id": p.id, "text": p.text, "predicted": p.label, "score": round(p.score, 4),
-                     **{f"score_{k}": round(v, 4) for k, v in p.scores.items()},
+                     **{score_column(k): round(v, 4) for k, v in p.scores.items()},
                      "model_version": p.model_version, "created": iso(p.created), "label": ""})
         if len(rows) >= limit:
             break

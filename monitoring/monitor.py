@@ -16,6 +16,7 @@ import pandas as pd
 
 from monitoring.drift import MIN_ROWS, Check, label_drift, numeric_drift, text_drift, unk_drift
 from monitoring.window import Window
+from serving.contract import UNK_ID
 from serving.prediction_log import token_stats
 from serving.store import Prediction
 from training.cleaning import normalise
@@ -33,8 +34,6 @@ class Reference:
 
 
 def token_counts(predictor: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    from serving.predictor import UNK_ID
-
     stats = [token_stats(text, ids, UNK_ID) for text, ids in zip(texts, predictor.encode(texts), strict=True)]
     return np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
 

@@ -5,28 +5,24 @@ Shared by export and rollback; no torch or ONNX here, so a rollback starts in th
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
 
+from serving.contract import MODEL_FILE, is_complete, read_meta, write_meta
 from serving.pyfunc import download_bundle
-from training.jsonio import write_json
 from training.tokenizer import file_sha256
 
 
 def stamp(bundle: Path, **fields: str) -> None:
     """Write registry facts (version, run, model URI) into the bundle's meta.json."""
-    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
-    write_json(bundle / "meta.json", {**meta, **fields})
+    write_meta(bundle, read_meta(bundle).stamped(**fields))
 
 
 def champion_bundle(client, champion, name: str, out: Path) -> None:
     """Make `out` the champion's bundle, downloading it from the registry unless it is already there."""
-    meta = out / "meta.json"
-    if (meta.is_file() and (out / "model.onnx").is_file()
-            and json.loads(meta.read_text(encoding="utf-8")).get("registered_model") == name
-            and champion.tags.get("onnx_sha256") == file_sha256(out / "model.onnx")):
+    if (is_complete(out) and read_meta(out).registered_model == name
+            and champion.tags.get("onnx_sha256") == file_sha256(out / MODEL_FILE)):
         return
     with tempfile.TemporaryDirectory() as tmp:
         replace_dir(fetch_bundle(name, str(champion.version), tmp), out)

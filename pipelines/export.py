@@ -22,6 +22,7 @@ from pathlib import Path
 from pipelines.bundles import champion_bundle, replace_dir, stamp
 from pipelines.cli import parser, run
 from pipelines.params import load_params
+from serving.contract import MODEL_FILE, TOKENIZER_FILE, BundleMeta, encode, read_meta, write_meta
 from training.export import ExportError, check_parity, export_onnx
 from training.jsonio import write_json
 from training.registry import (
@@ -36,7 +37,7 @@ from training.registry import (
     register,
     rolled_back_twin,
 )
-from training.tokenizer import encode, file_sha256
+from training.tokenizer import file_sha256
 from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.export")
@@ -61,23 +62,20 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
     # The temperature evaluate fitted on val lives in the graph: parity is checked on what is served.
     model = Calibrated(model, pick["calibration"]["temperature"])
     staged.mkdir(parents=True)
-    shutil.copy(data / "tokenizer.json", staged / "tokenizer.json")
-    tokenizer = Tokenizer.from_file(str(staged / "tokenizer.json"))
-    tokenizer_sha = file_sha256(staged / "tokenizer.json")
+    shutil.copy(data / TOKENIZER_FILE, staged / TOKENIZER_FILE)
+    tokenizer = Tokenizer.from_file(str(staged / TOKENIZER_FILE))
+    tokenizer_sha = file_sha256(staged / TOKENIZER_FILE)
     # No registry version inside the ONNX file: the same checkpoint always gives the same model.onnx.
-    export_onnx(model, staged / "model.onnx", {
+    export_onnx(model, staged / MODEL_FILE, {
         "labels": json.dumps(labels, ensure_ascii=False), "model_name": model_name,
         "tokenizer_sha256": tokenizer_sha}, opset)
-    write_json(staged / "meta.json", {
-        "model_name": model_name, "version": CANDIDATE_VERSION, "labels": labels,
-        "max_len": tokenizer.truncation["max_length"],
-        "metrics": {k: v for k, v in run_data.metrics.items() if k.endswith("_final")},
-        "calibration": pick["calibration"],
-        "data_hash": run_data.tags.get("data_hash"), "git_commit": run_data.tags.get("git_commit"),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"), "tokenizer_sha256": tokenizer_sha,
-    })
+    write_meta(staged, BundleMeta(
+        model_name=model_name, version=CANDIDATE_VERSION, labels=labels, max_len=tokenizer.truncation["max_length"],
+        metrics={k: v for k, v in run_data.metrics.items() if k.endswith("_final")}, calibration=pick["calibration"],
+        data_hash=run_data.tags.get("data_hash"), git_commit=run_data.tags.get("git_commit"),
+        created=datetime.now(UTC).isoformat(timespec="seconds"), tokenizer_sha256=tokenizer_sha))
     texts = pd.read_parquet(data / "test.parquet")["text"].tolist()
-    return check_parity(model, staged / "model.onnx", encode(tokenizer, texts), atol)
+    return check_parity(model, staged / MODEL_FILE, encode(tokenizer, texts), atol)
 
 
 def main() -> None:
@@ -163,7 +161,7 @@ def register_version(client, name: str, run_id: str, staged: Path, pick: dict, r
     """Log the bundle as an MLflow Model on the candidate's run and register it, once per run and fingerprint
     (bundle files, pyfunc code, requirements)."""
     print_ = fingerprint(staged)
-    onnx_sha = file_sha256(staged / "model.onnx")
+    onnx_sha = file_sha256(staged / MODEL_FILE)
     for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
         if version.tags.get("fingerprint") == print_:  # a rerun of the same candidate: no second version
             stamp(staged, version=str(version.version), mlflow_run_id=run_id, registered_model=name,
@@ -179,7 +177,7 @@ def register_version(client, name: str, run_id: str, staged: Path, pick: dict, r
             "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha, "fingerprint": print_,
             PARITY_TAG: f"{parity:.3g}", "temperature": str(pick["calibration"]["temperature"]),
             "test_ece": str(pick["calibration"]["test_ece"])}
-    info = log_bundle_model(run_id, staged, json.loads((staged / "meta.json").read_text())["labels"], metrics,
+    info = log_bundle_model(run_id, staged, list(read_meta(staged).labels), metrics,
                             data, tags)
     version = register(name, info.model_uri, tags)
     stamp(staged, version=str(version.version), model_uri=f"models:/{name}/{version.version}")

@@ -7,14 +7,14 @@ switches to it within its reload interval, without a restart.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import PackageParams, load_params
-from serving.releases import BUNDLE_FILES, publish
+from serving.contract import BUNDLE_FILES, read_meta, require_complete
+from serving.releases import publish
 from training.jsonio import write_json
 
 log = logging.getLogger("textclf.package")
@@ -24,14 +24,11 @@ def deploy(bundle: Path, params: PackageParams, out: Path, reason: str) -> dict:
     """Save `bundle` to the BentoML store, publish it to the release channel, and record both in `out`."""
     import bentoml
 
-    missing = [f for f in BUNDLE_FILES if not (bundle / f).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{bundle} lacks {', '.join(missing)}: run the export stage first")
-    meta = json.loads((bundle / "meta.json").read_text())
-    labels = {"model": meta["model_name"], "registry_version": meta["version"],
-              "data_hash": str(meta.get("data_hash"))}
+    require_complete(bundle, "run the export stage first")
+    meta = read_meta(bundle)
+    labels = {"model": meta.model_name, "registry_version": meta.version, "data_hash": str(meta.data_hash)}
     with bentoml.models.create(params.bento_model_name, labels=labels, metadata={
-        "labels": meta["labels"], "max_len": meta["max_len"], "metrics": meta.get("metrics", {}),
+        "labels": list(meta.labels), "max_len": meta.max_len, "metrics": meta.metrics,
     }) as model:
         for name in BUNDLE_FILES:
             shutil.copy(bundle / name, Path(model.path) / name)

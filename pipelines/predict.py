@@ -46,7 +46,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipelines.cli import run
-from serving.predictor import BundleError, OnnxPredictor, score_rows
+from serving.contract import BundleError, score_columns
+from serving.predictor import OnnxPredictor, score_rows
 
 log = logging.getLogger("textclf.predict")
 
@@ -118,7 +119,7 @@ def load_model(model: str, threads: int = 0) -> OnnxPredictor:
 
 
 def output_columns(labels: Sequence[str]) -> list[str]:
-    return ["label", *(f"score_{label}" for label in labels)]
+    return ["label", *score_columns(labels)]
 
 
 def check_text_column(path: Path, columns: Sequence[str], text_column: str) -> None:

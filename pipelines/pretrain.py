@@ -18,10 +18,11 @@ from torch.utils.data import DataLoader
 
 from pipelines.cli import parser, run
 from pipelines.params import Params, PretrainParams, load_params
+from serving.contract import SEP_ID
 from training.jsonio import write_json
 from training.lm import LanguageModelModule, StreamWindows
 from training.precision import resolve_precision
-from training.tokenizer import SEP_ID, file_sha256
+from training.tokenizer import file_sha256
 from training.tracking import (
     check_reachable,
     ensure_experiment,

@@ -27,6 +27,7 @@ from pipelines.bundles import fetch_bundle, replace_dir
 from pipelines.cli import parser, run
 from pipelines.package import deploy
 from pipelines.params import Params, load_params
+from serving.contract import MODEL_FILE
 from training.jsonio import write_json
 from training.registry import ALIAS, ROLLED_BACK_TAG, current_champion, move_champion, passed_parity, previous_champion
 from training.tokenizer import file_sha256
@@ -74,7 +75,7 @@ def checked_bundle(name: str, target: ModelVersion, dst: str, channel: Path) -> 
 
     bundle = fetch_bundle(name, str(target.version), dst)
     expected = target.tags.get("onnx_sha256")
-    if expected and file_sha256(bundle / "model.onnx") != expected:
+    if expected and file_sha256(bundle / MODEL_FILE) != expected:
         raise RollbackError(f"{name} v{target.version}'s model.onnx differs from the one registered (onnx_sha256)")
     try:
         predictor = load(bundle, threads=1)

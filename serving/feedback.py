@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from serving.config import ServingConfig
+from serving.contract import UNK_ID
 from serving.metrics import metrics
 from serving.prediction_log import PredictionLogger
-from serving.predictor import UNK_ID
 from serving.schemas import FeedbackRequest
 from serving.store import Prediction, Store, StoreError
 

@@ -9,52 +9,24 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from serving.releases import BUNDLE_FILES
+from serving.contract import (
+    MODEL_FILE,
+    TOKENIZER_FILE,
+    BundleError,
+    BundleMeta,
+    encode,
+    pad,
+    read_meta,
+    require_complete,
+)
 
 logger = logging.getLogger(__name__)
-
-UNK_ID = 1  # the bundle contract: [PAD]=0, [UNK]=1
-
-
-class BundleError(RuntimeError):
-    """The bundle directory is missing, incomplete or unreadable."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    model_name: str
-    version: str
-    labels: tuple[str, ...]
-    max_len: int
-    metrics: dict[str, Any]
-    meta: dict[str, Any]
-
-
-def read_meta(bundle: Path) -> ModelInfo:
-    """Parse `meta.json`; a missing key is a `BundleError` naming the file and the key."""
-    path = bundle / "meta.json"
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        labels = tuple(str(label) for label in meta["labels"])
-        info = ModelInfo(
-            model_name=str(meta["model_name"]),
-            version=str(meta["version"]),
-            labels=labels,
-            max_len=int(meta["max_len"]),
-            metrics=dict(meta.get("metrics") or {}),
-            meta=meta,
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BundleError(f"cannot read {path}: {exc!r}") from exc
-    if len(labels) < 2 or len(set(labels)) != len(labels):
-        raise BundleError(f"{path}: 'labels' must list at least two distinct labels, got {list(labels)}")
-    return info
+__all__ = ["BundleError", "BundleMeta", "OnnxPredictor", "score_rows"]
 
 
 def _pick_providers(ort: Any) -> list[str]:
@@ -80,16 +52,14 @@ class OnnxPredictor:
         from tokenizers import Tokenizer
 
         self.bundle = Path(bundle)
-        missing = [name for name in BUNDLE_FILES if not (self.bundle / name).is_file()]
-        if missing:
-            raise BundleError(f"bundle {self.bundle} lacks {', '.join(missing)}")
-        self.info = read_meta(self.bundle)
+        require_complete(self.bundle)
+        self.info: BundleMeta = read_meta(self.bundle)
         self.labels = self.info.labels
         self.group_size = group_size
         try:
-            self.tokenizer = Tokenizer.from_file(str(self.bundle / "tokenizer.json"))
+            self.tokenizer = Tokenizer.from_file(str(self.bundle / TOKENIZER_FILE))
         except Exception as exc:  # tokenizers raises a bare Exception on a corrupt file
-            raise BundleError(f"cannot read {self.bundle / 'tokenizer.json'}: {exc}") from exc
+            raise BundleError(f"cannot read {self.bundle / TOKENIZER_FILE}: {exc}") from exc
         # The bundle's tokenizer must truncate, or a long text makes a huge tensor; enforce max_len here too.
         self.tokenizer.enable_truncation(self.info.max_len)
         self.tokenizer.no_padding()
@@ -103,39 +73,38 @@ class OnnxPredictor:
             self.session = self._session(ort, options, self.providers)
         except Exception as exc:
             if self.providers[0] == "CPUExecutionProvider":
-                raise BundleError(f"cannot load {self.bundle / 'model.onnx'}: {exc}") from exc
+                raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc}") from exc
             # CUDA listed and a device present, but unusable (driver or library mismatch): fall back quietly.
             logger.info("CUDA provider unusable (%s); using CPU", exc)
             self.providers = ["CPUExecutionProvider"]
             try:
                 self.session = self._session(ort, options, self.providers)
             except Exception as exc2:
-                raise BundleError(f"cannot load {self.bundle / 'model.onnx'}: {exc2}") from exc2
+                raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc2}") from exc2
         self._check_io()
 
     def _session(self, ort: Any, options: Any, providers: list[str]) -> Any:
-        return ort.InferenceSession(str(self.bundle / "model.onnx"), sess_options=options, providers=providers)
+        return ort.InferenceSession(str(self.bundle / MODEL_FILE), sess_options=options, providers=providers)
 
     def _check_io(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
         if inputs != ["input_ids"] or "probabilities" not in outputs:
             raise BundleError(
-                f"{self.bundle / 'model.onnx'} must take 'input_ids' and output 'probabilities', "
+                f"{self.bundle / MODEL_FILE} must take 'input_ids' and output 'probabilities', "
                 f"has inputs {inputs} and outputs {outputs}"
             )
         meta_labels = self.session.get_modelmeta().custom_metadata_map.get("labels")
         if meta_labels is not None and tuple(json.loads(meta_labels)) != self.labels:
-            raise BundleError(f"labels in {self.bundle / 'model.onnx'} differ from meta.json: {meta_labels}")
+            raise BundleError(f"labels in {self.bundle / MODEL_FILE} differ from meta.json: {meta_labels}")
 
     def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text; an empty result becomes [UNK] so every row has at least one real token."""
-        encodings = self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
-        return [enc.ids or [UNK_ID] for enc in encodings]
+        """Token ids per text, by the contract's `encode` (no row is empty)."""
+        return encode(self.tokenizer, texts)
 
     def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Class probabilities, shape [len(texts), len(labels)], rows in input order."""
-        return self.probabilities_of_ids(self.encode(texts)) if texts else self.probabilities_of_ids([])
+        return self.probabilities_of_ids(self.encode(texts))
 
     def probabilities_of_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Class probabilities of texts already encoded by `encode`."""
@@ -147,21 +116,13 @@ class OnnxPredictor:
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         for start in range(0, len(order), self.group_size):
             rows = order[start : start + self.group_size]
-            width = len(ids[rows[-1]])
-            batch = np.zeros((len(rows), width), dtype=np.int64)
-            for r, i in enumerate(rows):
-                batch[r, : len(ids[i])] = ids[i]
-            (probs,) = self.session.run(["probabilities"], {"input_ids": batch})
+            (probs,) = self.session.run(["probabilities"], {"input_ids": pad([ids[i] for i in rows])})
             out[rows] = probs
         return out
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
-        """One `{"label", "score", "scores"}` per text, in input order."""
-        return self.predict_with_ids(texts)[0]
-
     def predict_with_ids(self, texts: Sequence[str]) -> tuple[list[dict[str, Any]], list[list[int]]]:
         """`predict`'s answers and each text's token ids (the prediction log counts tokens from them)."""
-        ids = self.encode(texts) if texts else []
+        ids = self.encode(texts)
         probs = self.probabilities_of_ids(ids)
         best = probs.argmax(axis=1)
         labels = self.labels

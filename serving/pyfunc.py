@@ -15,14 +15,11 @@ import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 
+from serving.contract import score_column
 from serving.predictor import OnnxPredictor, score_rows
 
 TEXT_COLUMN = "text"
 BUNDLE_ARTIFACT = "bundle"  # key of the bundle folder in the model's artifacts
-
-
-def score_column(label: str) -> str:
-    return f"score_{label}"
 
 
 def output_frame(labels: Sequence[str], probs: np.ndarray, index: Any = None) -> pd.DataFrame:

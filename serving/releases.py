@@ -9,7 +9,7 @@ A bundle folder is complete (written aside, then renamed) before the pointer nam
 replaced with one `os.replace`, so a reader sees the old release or the new one, never half of one. The channel
 is plain files: a shared filesystem whose rename is atomic (NFS, EFS; not a FUSE-mounted bucket, which copies on
 rename) lets a fleet of services follow one champion.
-Standard library only: the serving image imports this.
+Standard library and the contract only: the serving image imports this.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from serving.contract import BUNDLE_FILES, MODEL_FILE, TOKENIZER_FILE, read_meta
+
 POINTER = "champion.json"
-BUNDLE_FILES = ("model.onnx", "tokenizer.json", "meta.json")
 logger = logging.getLogger("textclf.serving")
 KEEP = 5  # releases kept on disk (the one the pointer names always is): room to roll back without the registry
 
@@ -51,11 +52,7 @@ class Release:
 def is_channel(path: Path) -> bool:
     """A channel has a pointer; a path with neither a pointer nor a bundle is taken for a channel not yet
     published to (a first deploy, a mount not there yet), so the service waits for it."""
-    return (path / POINTER).is_file() or not (path / "model.onnx").is_file()
-
-
-def is_complete(bundle: Path) -> bool:
-    return all((bundle / name).is_file() for name in BUNDLE_FILES)
+    return (path / POINTER).is_file() or not (path / MODEL_FILE).is_file()
 
 
 def read_release(channel: Path) -> Release:
@@ -80,7 +77,7 @@ def content_key(bundle: Path, version: str) -> str:
     """The folder name of a bundle in the channel: its version and a digest of what it scores with, so a
     registry rebuilt from scratch that hands out version 1 again never reuses an old folder."""
     digest = hashlib.sha256()
-    for name in ("model.onnx", "tokenizer.json"):
+    for name in (MODEL_FILE, TOKENIZER_FILE):
         digest.update((bundle / name).read_bytes())
     return f"v{version}-{digest.hexdigest()[:12]}"
 
@@ -89,8 +86,8 @@ def publish(bundle: Path, channel: Path, reason: str, keep: int = KEEP) -> Relea
     """Copy `bundle` into the channel (once) and point the channel at it; returns the release.
 
     Everything written is world-readable: the services of a fleet may run as other users than the publisher."""
-    meta = json.loads((bundle / "meta.json").read_text(encoding="utf-8"))
-    version, labels = str(meta["version"]), [str(x) for x in meta["labels"]]
+    meta = read_meta(bundle)
+    version, labels = meta.version, list(meta.labels)
     if not channel.is_dir():
         channel.mkdir(parents=True)
         channel.chmod(0o755)
@@ -110,8 +107,8 @@ def publish(bundle: Path, channel: Path, reason: str, keep: int = KEEP) -> Relea
                 raise
     os.utime(dest)  # pruning keeps the most recently published
     write_atomically(channel / POINTER, {
-        "bundle": key, "version": version, "labels": labels, "model_name": meta.get("model_name"),
-        "registered_model": meta.get("registered_model"), "model_uri": meta.get("model_uri"),
+        "bundle": key, "version": version, "labels": labels, "model_name": meta.model_name,
+        "registered_model": meta.registered_model, "model_uri": meta.model_uri,
         "published": datetime.now(UTC).isoformat(timespec="seconds"), "reason": reason,
     })
     prune(channel, keep, key)

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from serving.predictor import BundleError, OnnxPredictor
-from serving.releases import Release, ReleaseError, is_channel, is_complete, read_release
+from serving.contract import BundleError, is_complete
+from serving.predictor import OnnxPredictor
+from serving.releases import Release, ReleaseError, is_channel, read_release
 
 logger = logging.getLogger("textclf.serving")
 # Chinese, English, the empty-text ([UNK]) path, and a full batch of long texts, so onnxruntime has sized its

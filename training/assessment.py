@@ -20,14 +20,13 @@ import numpy as np
 import torch
 from tokenizers import Tokenizer
 
+from serving.contract import encode, pad
 from training.calibration import calibrate, reliability_curves, reliability_figure
 from training.checks import Checklist, below_floors, load_checklist, run_checks
 from training.cost import serving_cost
 from training.evaluation import check_labels, predict_logits, score
-from training.export import pad_batch
 from training.jsonio import write_json
 from training.textdata import TextData
-from training.tokenizer import encode
 from training.tracking import dataset_name, quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.assess")
@@ -51,7 +50,7 @@ def torch_predictor(model: torch.nn.Module, tokenizer: Tokenizer, batch_size: in
     @torch.inference_mode()
     def predict(texts: list[str]) -> np.ndarray:
         ids = encode(tokenizer, texts)
-        parts = [model(torch.from_numpy(pad_batch(ids[i : i + batch_size]))).softmax(-1).numpy()
+        parts = [model(torch.from_numpy(pad(ids[i : i + batch_size]))).softmax(-1).numpy()
                  for i in range(0, len(ids), batch_size)]
         return np.concatenate(parts)
 

@@ -13,8 +13,7 @@ import time
 import torch
 from tokenizers import Tokenizer
 
-from training.export import pad_batch
-from training.tokenizer import encode
+from serving.contract import encode, pad
 
 
 @torch.inference_mode()
@@ -22,7 +21,7 @@ def serving_cost(model: torch.nn.Module, tokenizer: Tokenizer, texts: list[str],
                  repeats: int = 3) -> float:
     """Median over `repeats` passes of the milliseconds per text to score `texts`."""
     ids = encode(tokenizer, texts)
-    batches = [torch.from_numpy(pad_batch(ids[i : i + batch_size])) for i in range(0, len(ids), batch_size)]
+    batches = [torch.from_numpy(pad(ids[i : i + batch_size])) for i in range(0, len(ids), batch_size)]
     model.eval()
     model(batches[0])  # warm-up: first-call allocations and kernel selection
     passes = []

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.models import PAD_ID
+from serving.contract import PAD_ID, pad
 
 
 class ExportError(RuntimeError):
@@ -39,7 +39,7 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str], opset: i
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks traced as constants
         _export(wrapped, example, path, opset)
-    import onnx  # here, not at the top: assess and the cost measurement import this module for pad_batch alone
+    import onnx  # here, not at the top: only exporting needs it
 
     proto = onnx.load(str(path))
     for key, value in metadata.items():
@@ -57,14 +57,6 @@ def _export(wrapped: nn.Module, example: torch.Tensor, path: Path, opset: int) -
     )
 
 
-def pad_batch(ids: list[list[int]]) -> np.ndarray:
-    width = max(len(x) for x in ids)
-    batch = np.full((len(ids), width), PAD_ID, dtype=np.int64)
-    for row, x in enumerate(ids):
-        batch[row, : len(x)] = x
-    return batch
-
-
 def check_parity(model: nn.Module, onnx_path: Path, ids: list[list[int]], atol: float = 1e-5,
                  max_batch: int = 64, seed: int = 0) -> dict[str, float]:
     """ONNX Runtime vs PyTorch on the given texts in random mixed-length batches of 1..max_batch."""
@@ -78,7 +70,7 @@ def check_parity(model: nn.Module, onnx_path: Path, ids: list[list[int]], atol: 
     worst, batches, start = 0.0, 0, 0
     while start < len(order):
         size = rng.randint(1, max_batch)
-        batch = pad_batch([ids[i] for i in order[start : start + size]])
+        batch = pad([ids[i] for i in order[start : start + size]])
         start += size
         with torch.inference_mode():
             expected = wrapped(torch.from_numpy(batch))[0].numpy()

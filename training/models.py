@@ -5,11 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from serving.contract import PAD_ID
 from training.encoder import MaskedRNN
 from training.ngrams import NgramLogits
 from training.tfidf import TfidfLR
-
-PAD_ID = 0
 
 
 def lengths_of(input_ids: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PAD_ID = 0
+from serving.contract import PAD_ID
+
 # Odd multiplier for rolling hashes of 2+-grams; the remainder after each step keeps int64 from overflowing.
 _MULTIPLIER = 1_000_003
 

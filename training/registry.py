@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from serving.contract import MODEL_FILE, TOKENIZER_FILE
+
 ALIAS = "champion"
 # Version tags (ISO times, UTC) and the registered model's history of alias moves.
 TAKEN_TAG, LOST_TAG, ROLLED_BACK_TAG = "champion_taken_at", "champion_lost_at", "rolled_back_at"
@@ -120,7 +122,7 @@ def fingerprint(bundle: Path) -> str:
     from serving import pyfunc
 
     digest = hashlib.sha256()
-    parts = [bundle / "model.onnx", bundle / "tokenizer.json", *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]
+    parts = [bundle / MODEL_FILE, bundle / TOKENIZER_FILE, *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]
     for path in parts:
         digest.update(path.name.encode() + path.read_bytes())
     digest.update("\n".join(serve_requirements()).encode())

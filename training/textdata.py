@@ -14,8 +14,8 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Sampler
 
+from serving.contract import encode, pad
 from training import augment
-from training.tokenizer import PAD_ID, encode
 
 SPLITS = ("train", "val", "test")
 
@@ -76,11 +76,8 @@ class Collate:
         self.pad_to = pad_to
 
     def __call__(self, items: list[tuple[list[int], int]]) -> tuple[torch.Tensor, torch.Tensor]:
-        width = self.pad_to or max(len(ids) for ids, _ in items)
-        batch = torch.full((len(items), width), PAD_ID, dtype=torch.long)
-        for row, (ids, _) in enumerate(items):
-            batch[row, : len(ids)] = torch.tensor(ids[:width], dtype=torch.long)
-        return batch, torch.tensor([label for _, label in items], dtype=torch.long)
+        ids = [ids[: self.pad_to] if self.pad_to else ids for ids, _ in items]
+        return torch.from_numpy(pad(ids, self.pad_to)), torch.tensor([label for _, label in items], dtype=torch.long)
 
 
 class EncodedSplit(torch.utils.data.Dataset):

@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.ngrams import PAD_ID, ngram_ids
+from serving.contract import pad
+from training.ngrams import ngram_ids
 
 if TYPE_CHECKING:
     from scipy import sparse
@@ -80,11 +81,7 @@ def ngram_counts(model: TfidfLR, texts: Sequence[Sequence[int]], batch_size: int
     rows, cols = [], []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
-        width = max(len(t) for t in chunk) or 1
-        padded = torch.full((len(chunk), width), PAD_ID, dtype=torch.long)
-        for i, ids in enumerate(chunk):
-            padded[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
-        for ids, mask in model.rows(padded):
+        for ids, mask in model.rows(torch.from_numpy(pad(chunk, max(len(t) for t in chunk) or 1))):
             r, c = mask.nonzero(as_tuple=True)
             rows.append(r.numpy() + start)
             cols.append(ids[r, c].numpy())

@@ -9,8 +9,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-PAD, UNK, SEP = "[PAD]", "[UNK]", "[SEP]"
-PAD_ID, UNK_ID, SEP_ID = 0, 1, 2  # [SEP] ends each text in the language model's token stream
+from serving.contract import PAD, PAD_ID, SEP, SEP_ID, UNK, UNK_ID
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int, max_len: int,
@@ -40,11 +39,6 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, min_frequency: int, m
     if [tokenizer.token_to_id(t) for t in (PAD, UNK, SEP)] != [PAD_ID, UNK_ID, SEP_ID]:
         raise RuntimeError("tokenizer must map [PAD], [UNK], [SEP] to 0, 1, 2")
     return tokenizer
-
-
-def encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids per text; a text with no known token becomes [UNK] so no row is empty."""
-    return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch(texts, add_special_tokens=False)]
 
 
 def file_sha256(path: str | Path) -> str:

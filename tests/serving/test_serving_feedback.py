@@ -30,7 +30,7 @@ def test_every_answer_has_a_distinct_id_and_nothing_else_changes(client: httpx.C
     assert [list(item) for item in got] == [["id", "label", "score", "scores"]] * len(TEXTS)
     ids = [item["id"] for item in got]
     assert len(set(ids)) == len(ids) and all(isinstance(i, str) and len(i) == 32 for i in ids)
-    assert [item["label"] for item in got] == [e["label"] for e in predictor.predict(TEXTS)]
+    assert [item["label"] for item in got] == [e["label"] for e in predictor.predict_with_ids(TEXTS)[0]]
     assert classify(client, TEXTS[:1])[0]["id"] not in ids
 
 

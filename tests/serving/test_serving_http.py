@@ -16,7 +16,7 @@ TEXTS = ["这本书很好看", "质量太差了", "", "The book is great 👍", 
 
 def test_predictions_equal_the_in_process_predictor(client: httpx.Client, predictor) -> None:
     got = classify(client, TEXTS)
-    expected = predictor.predict(TEXTS)
+    expected = predictor.predict_with_ids(TEXTS)[0]
     assert [r["label"] for r in got] == [r["label"] for r in expected]
     for g, e in zip(got, expected, strict=True):
         assert g["score"] == pytest.approx(e["score"], abs=1e-6)
@@ -32,7 +32,7 @@ def test_readme_example(client: httpx.Client, predictor) -> None:
     )
     assert response.status_code == 200
     assert [r["label"] for r in response.json()] == [
-        r["label"] for r in predictor.predict(["这本书很好看", "质量太差了"])
+        r["label"] for r in predictor.predict_with_ids(["这本书很好看", "质量太差了"])[0]
     ]
 
 
@@ -40,7 +40,7 @@ def test_concurrent_requests_are_batched_and_answered_in_order(server: Server, p
     # Distinct text lists per request, so a mix-up between requests or within one would show.
     pool = [f"{w}{i}" for i in range(40) for w in ("好看", "太差", "一般", "great", "bad")]
     requests = [pool[i : i + 1 + i % 5] for i in range(0, 150)]
-    expected = [predictor.predict(texts) for texts in requests]
+    expected = [predictor.predict_with_ids(texts)[0] for texts in requests]
 
     async def fire() -> list[list[dict]]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:

@@ -48,7 +48,7 @@ def test_small_groups_give_the_same_results(bundle: Path, predictor: OnnxPredict
 
 
 def test_prediction_shape(predictor: OnnxPredictor) -> None:
-    results = predictor.predict(["这本书很好看", ""])
+    results = predictor.predict_with_ids(["这本书很好看", ""])[0]
     assert len(results) == 2
     for result in results:
         assert set(result) == {"label", "score", "scores"}

@@ -52,7 +52,7 @@ def metric(server: Server, name: str, **labels: str) -> float:
 def test_promotion_refusals_and_rollback_under_load_fail_no_request(releases, tmp_path: Path) -> None:
     channel = tmp_path / "channel"
     publish(releases["1"], channel, "first")
-    expected = {v: [a["scores"] for a in OnnxPredictor(releases[v]).predict(TEXTS)] for v in "12"}
+    expected = {v: [a["scores"] for a in OnnxPredictor(releases[v]).predict_with_ids(TEXTS)[0]] for v in "12"}
     assert expected["1"] != expected["2"]  # the test below can tell the versions apart by their answers
     server = start_server(channel, tmp_path / "serve.log", env={"TEXTCLF_RELOAD_INTERVAL_S": "0.5"})
     try:

@@ -57,7 +57,7 @@ def test_serve_extra_alone_serves_without_torch(bundle: Path, predictor, tmp_pat
         response = httpx.post(server.url + "/classify", json={"texts": texts}, timeout=30)
         assert response.status_code == 200, response.text
         assert response.headers["x-model-version"] == release.version
-        assert [r["label"] for r in response.json()] == [r["label"] for r in predictor.predict(texts)]
+        assert [r["label"] for r in response.json()] == [r["label"] for r in predictor.predict_with_ids(texts)[0]]
         assert httpx.get(server.url + "/model", timeout=10).status_code == 200
         feedback = {"id": response.json()[0]["id"], "label": predictor.labels[0]}
         assert httpx.post(server.url + "/feedback", json=feedback, timeout=30).status_code == 200

@@ -5,9 +5,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from serving.contract import pad
 from training.calibration import Calibrated, calibrate, calibration_error, fit_temperature, reliability
 from training.ensemble import AveragedProbabilities
-from training.export import check_parity, export_onnx, pad_batch
+from training.export import check_parity, export_onnx
 from training.models import build_model
 
 
@@ -62,7 +63,7 @@ def test_the_temperature_lives_in_the_onnx_graph_with_parity(tmp_path, ensemble)
     rng = random.Random(0)
     ids = [[rng.randint(1, 99) for _ in range(rng.randint(1, 30))] for _ in range(200)]
     assert check_parity(model, path, ids, atol=1e-5)["max_abs_diff"] <= 1e-5
-    batch = pad_batch(ids[:16])
+    batch = pad(ids[:16])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     probs, logits = session.run(None, {"input_ids": batch})
     with torch.inference_mode():

@@ -7,8 +7,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from serving.contract import pad
 from training.checkpoints import CheckpointError, load_classifier
-from training.export import ExportError, check_parity, export_onnx, pad_batch
+from training.export import ExportError, check_parity, export_onnx
 from training.models import build_model
 
 MAX_LEN = 40
@@ -41,8 +42,8 @@ def test_onnx_io_contract_and_padding_invariance(tmp_path):
     assert [i.name for i in session.get_inputs()] == ["input_ids"]
     assert [o.name for o in session.get_outputs()] == ["probabilities", "logits"]
     ids = _random_ids(5, seed=3)
-    batched = session.run(["probabilities"], {"input_ids": pad_batch(ids)})[0]
-    alone = np.concatenate([session.run(["probabilities"], {"input_ids": pad_batch([x])})[0] for x in ids])
+    batched = session.run(["probabilities"], {"input_ids": pad(ids)})[0]
+    alone = np.concatenate([session.run(["probabilities"], {"input_ids": pad([x])})[0] for x in ids])
     assert batched.dtype == np.float32 and np.allclose(batched.sum(1), 1.0, atol=1e-6)
     assert np.abs(batched - alone).max() <= 1e-6
 
@@ -95,6 +96,6 @@ def test_ensemble_exports_as_one_graph_with_parity_and_padding_invariance(tmp_pa
     assert check_parity(ensemble, tmp_path / "ensemble.onnx", _random_ids(300), atol=1e-5)["max_abs_diff"] <= 1e-5
     session = ort.InferenceSession(str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"])
     ids = _random_ids(6, seed=4)
-    batched = session.run(["probabilities"], {"input_ids": pad_batch(ids)})[0]
-    alone = np.concatenate([session.run(["probabilities"], {"input_ids": pad_batch([x])})[0] for x in ids])
+    batched = session.run(["probabilities"], {"input_ids": pad(ids)})[0]
+    alone = np.concatenate([session.run(["probabilities"], {"input_ids": pad([x])})[0] for x in ids])
     assert np.abs(batched - alone).max() <= 1e-6 and batched.std(0).max() > 1e-3  # not a constant answer

@@ -9,11 +9,12 @@ import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from serving.contract import pad
 from training.checkpoints import load_classifier
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
 from training.evaluation import predict_proba
-from training.export import check_parity, export_onnx, pad_batch
+from training.export import check_parity, export_onnx
 from training.fit import fit_model
 from training.models import build_model
 from training.tfidf import TfidfFit, TfidfLR, fit_tfidf_lr
@@ -53,7 +54,7 @@ def test_probabilities_equal_scikit_learns_tfidf_logistic_regression(classes):
     clf = LogisticRegression(C=fit.c, max_iter=2000).fit(vectorizer.fit_transform(docs[:300]), labels[:300])
     expected = clf.predict_proba(vectorizer.transform(docs))
     with torch.no_grad():
-        got = model(torch.as_tensor(pad_batch(texts))).softmax(-1).numpy()
+        got = model(torch.as_tensor(pad(texts))).softmax(-1).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 

@@ -1,6 +1,7 @@
 from tokenizers import Tokenizer
 
-from training.tokenizer import PAD_ID, UNK_ID, encode, train_tokenizer
+from serving.contract import PAD_ID, UNK_ID, encode
+from training.tokenizer import train_tokenizer
 
 TEXTS = ["这本书很好看", "质量太差了", "The book is GOOD", "物流很快 good value", "很好 很好"]
 
