@@ -29,7 +29,7 @@ from tokenizers import Tokenizer
 from bench.train_bench import tfidf_baseline
 from pipelines.params import MODEL_NAMES, parse_params
 from training.assessment import check_model, find_checklist, torch_predictor
-from training.checkpoints import load_classifier
+from training.checkpoints import load_model
 from training.checks import load_checklist
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
@@ -106,7 +106,7 @@ def main() -> None:
             for name in args.models:
                 fit = fit_model(name, params.train.model(name).model_dump(), tp, data, Path(tmp) / name,
                                      progress_bar=False, lm_bundle=lm)
-                models[name] = load_classifier(fit.best_checkpoint).model
+                models[name] = load_model(fit.best_checkpoint)[0]
         if len(models) > 1:
             models["ensemble"] = AveragedProbabilities(list(models.values())).eval()
         saved = {}

@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from bench.train_bench import fit_baseline
 from pipelines.params import MODEL_NAMES
-from training.checkpoints import load_classifier
+from training.checkpoints import load_model
 from training.datamodule import TextDataModule
 from training.evaluation import check_labels, predict_proba
 
@@ -72,8 +72,8 @@ def probabilities_on_test(data: dict[str, pd.DataFrame], models: list[str]) -> t
     assert list(labels) == dm.labels, "both sort their labels"
     probs = {"tfidf": baseline.predict_proba(data["test"]["text"])}
     for name in models:
-        module = load_classifier(Path("models") / name / "best.ckpt")
-        check_labels(module.hparams.labels, dm)
+        module, labels = load_model(Path("models") / name / "best.ckpt")
+        check_labels(labels, dm)
         probs[name] = predict_proba(module, dm, "test").numpy()
     return labels, probs
 

@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from bench.infer_bench import time_per_batch
 from serving.contract import encode, pad
-from training.checkpoints import load_classifier
+from training.checkpoints import load_model
 from training.ensemble import AveragedProbabilities
 from training.export import check_parity, export_onnx
 
@@ -39,13 +39,13 @@ def main() -> None:
     args = p.parse_args()
     texts = pd.read_parquet("data/processed/test.parquet")["text"].tolist()[: args.texts]
     ids = encode(Tokenizer.from_file(args.tokenizer), texts)
-    ensemble = AveragedProbabilities([load_classifier(c).model for c in args.checkpoints]).eval()
-    single = next(load_classifier(c) for c in args.checkpoints if args.single in c.name or args.single in str(c))
-    results: dict = {"texts": len(ids), "threads": 1, "single": single.hparams.model_name}
+    ensemble = AveragedProbabilities([load_model(c)[0] for c in args.checkpoints]).eval()
+    single = next(load_model(c)[0] for c in args.checkpoints if args.single in c.name or args.single in str(c))
+    results: dict = {"texts": len(ids), "threads": 1, "single": args.single}
     with tempfile.TemporaryDirectory() as tmp:
         paths = {"ensemble": Path(tmp) / "ensemble.onnx", "single": Path(tmp) / "single.onnx"}
         export_onnx(ensemble, paths["ensemble"], {})
-        export_onnx(single.model, paths["single"], {})
+        export_onnx(single, paths["single"], {})
         results["ensemble_parity"] = check_parity(ensemble, paths["ensemble"], ids)["max_abs_diff"]
         sessions = {name: session(path) for name, path in paths.items()}
         results["onnx_mb"] = {name: round(path.stat().st_size / 2**20, 1) for name, path in paths.items()}

@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer
 
 from serving.contract import encode, pad
-from training.checkpoints import load_classifier
+from training.checkpoints import load_model
 from training.export import WithProbabilities
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(args.bundle / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    model = WithProbabilities(load_classifier(checkpoint).model).eval()
+    model = WithProbabilities(load_model(checkpoint)[0]).eval()
 
     def torch_run(batch: np.ndarray) -> None:
         with torch.inference_mode():

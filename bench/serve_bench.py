@@ -173,11 +173,11 @@ def torch_baseline(bundle: Path, out: Path) -> Path:
     as serving runs it, pickled for serve_fastapi_torch.py."""
     import torch
 
-    from training.checkpoints import load_classifier
+    from training.checkpoints import load_model
     from training.export import WithProbabilities
 
     name = json.loads((bundle / "meta.json").read_text())["model_name"]
-    model = WithProbabilities(load_classifier(REPO / "models" / name / "best.ckpt").model).eval()
+    model = WithProbabilities(load_model(REPO / "models" / name / "best.ckpt")[0]).eval()
     torch.save(model, out / "torch_model.pt")
     return out / "torch_model.pt"
 

@@ -30,9 +30,9 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import Pipeline, make_pipeline
 
 from pipelines.params import MODEL_NAMES, load_params
-from training.checkpoints import load_classifier
+from training.checkpoints import load_model
 from training.datamodule import TextDataModule
-from training.evaluation import predict_split, score
+from training.evaluation import predict_proba, score
 from training.fit import fit_classifier
 from training.transfer import load_lm_bundle
 
@@ -101,8 +101,8 @@ def train_and_score(name: str, params, workdir: Path, lm_bundle: dict | None, se
     result = fit_classifier(name, params.train.model(name).model_dump(), tp, data, workdir / name,
                             progress_bar=False, lm_bundle=lm_bundle)
     wall = time.perf_counter() - start
-    module = load_classifier(result.best_checkpoint)
-    preds, targets = predict_split(module, data, "test")
+    model, _ = load_model(result.best_checkpoint)
+    preds, targets = predict_proba(model, data, "test").argmax(-1), torch.tensor(data.datasets["test"].labels)
     test = score(preds, targets, data.labels)
     texts = data.frames["test"]["text"].tolist()
     return {"seed": seed, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],

@@ -9,14 +9,17 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from serving.contract import score_column
 from serving.store import Store
+from training.cleaning import normalise
 
 SNAPSHOT = Path("data/feedback/feedback.parquet")
 EXPORT_COLUMNS = ["id", "text", "label", "predicted", "model_version", "created", "updated", "text_sha256"]
+QUEUE_COLUMNS = ["id", "text", "predicted", "score", "model_version", "created", "label"]  # and score_<label>
 
 
 def iso(epoch: float) -> str:
@@ -32,22 +35,30 @@ def feedback_frame(store: Store) -> pd.DataFrame:
     return frame[EXPORT_COLUMNS]
 
 
-def review_queue(store: Store, since: float, until: float, limit: int) -> pd.DataFrame:
-    """The window's least confident predictions that nobody has labelled yet, least confident first.
+def text_key(text: str | None, text_sha256: str) -> str:
+    """What makes two logged texts the same text: the normalised text, or the hash when only a hash was logged."""
+    return normalise(text) if text else f"sha256:{text_sha256}"
+
+
+def review_queue(store: Store, since: float, until: float, limit: int) -> list[dict[str, Any]]:
+    """The texts a person should label first: the window's least confident predictions, one row per distinct
+    text, skipping texts already labelled (under any id). The monitor's report and `pipelines.feedback queue`
+    both show this queue.
 
     `label` is left empty for a person to fill in and send back through POST /feedback with the `id`."""
-    labelled = {row["id"] for row in store.feedback()}
+    seen = {text_key(row["text"], row["text_sha256"]) for row in store.feedback()}
     rows = []
     for p in store.predictions(since, until, order="score"):
-        if p.id in labelled:
+        key = text_key(p.text, p.text_sha256)
+        if key in seen:
             continue
+        seen.add(key)
         rows.append({"id": p.id, "text": p.text, "predicted": p.label, "score": round(p.score, 4),
                      **{score_column(k): round(v, 4) for k, v in p.scores.items()},
                      "model_version": p.model_version, "created": iso(p.created), "label": ""})
         if len(rows) >= limit:
             break
-    return pd.DataFrame(rows, columns=None if rows else ["id", "text", "predicted", "score", "model_version",
-                                                           "created", "label"])
+    return rows
 
 
 @dataclass(frozen=True)

@@ -72,14 +72,9 @@ def run_checks(reference: Reference, rows: list[Prediction]) -> list[Check]:
     return checks
 
 
-def least_confident(rows: list[Prediction], limit: int) -> list[dict[str, Any]]:
-    """The texts a person should label first."""
-    ordered = sorted(rows, key=lambda p: (p.score, p.created))[:limit]
-    return [{"id": p.id, "text": p.text, "predicted": p.label, "score": round(p.score, 4)} for p in ordered]
-
-
-def summarise(span: Window, rows: list[Prediction], checks: list[Check], queue_limit: int = 20) -> dict[str, Any]:
-    """What metrics/monitor.json holds."""
+def summarise(span: Window, rows: list[Prediction], checks: list[Check],
+              queue: list[dict[str, Any]]) -> dict[str, Any]:
+    """What metrics/monitor.json holds; `queue` is feedback_data.review_queue's for the same window."""
     versions = sorted({f"{p.model_name} {p.model_version}" for p in rows})
     return {
         "window": span.as_dict(),
@@ -88,6 +83,6 @@ def summarise(span: Window, rows: list[Prediction], checks: list[Check], queue_l
         "drift_detected": any(c.drifted for c in checks),
         "drifted": [c.name for c in checks if c.drifted],
         "checks": {c.name: c.as_dict() for c in checks},
-        "review_queue": least_confident(rows, queue_limit),
+        "review_queue": queue,
     }
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from monitoring.feedback_data import SNAPSHOT, feedback_frame, review_queue, write_snapshot
+from monitoring.feedback_data import QUEUE_COLUMNS, SNAPSHOT, feedback_frame, review_queue, write_snapshot
 from monitoring.window import store_url, window
 from pipelines.cli import run
 from serving.store import Store
@@ -74,7 +74,8 @@ def main() -> None:
         log.info("feedback: %d row(s) written to %s", len(frame), args.output)
     elif args.command == "queue":
         span = window(args.since, args.until)
-        frame = review_queue(store, span.since, span.until, args.limit)
+        rows = review_queue(store, span.since, span.until, args.limit)
+        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=QUEUE_COLUMNS)
         write_table(frame, args.output)
         log.info("feedback: %d prediction(s) to label written to %s (%s to %s); fill in 'label' and POST each "
                  "{id, label} to /feedback", len(frame), args.output, *span.as_dict().values())

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from monitoring.drift import MIN_ROWS
+from monitoring.feedback_data import review_queue
 from monitoring.html_report import render
 from monitoring.monitor import load_reference, run_checks, summarise
 from monitoring.window import store_url, window
@@ -59,13 +60,15 @@ def main() -> None:
     p.add_argument("--queue", type=int, default=20, help="least confident predictions listed in the report")
     args = p.parse_args()
     span = window(args.since, args.until)
-    rows = Store(store_url(args.store)).predictions(span.since, span.until)
+    store = Store(store_url(args.store))
+    rows = store.predictions(span.since, span.until)
     if len(rows) < MIN_ROWS:
         raise ValueError(f"only {len(rows)} prediction(s) logged from {span.as_dict()['since']} to "
                          f"{span.as_dict()['until']}; a report needs at least {MIN_ROWS}: widen --since")
     predictor = OnnxPredictor(args.bundle)
     reference = load_reference(args.data, predictor)
-    summary = summarise(span, rows, run_checks(reference, rows), args.queue)
+    queue = review_queue(store, span.since, span.until, args.queue)
+    summary = summarise(span, rows, run_checks(reference, rows), queue)
     args.reports.mkdir(parents=True, exist_ok=True)
     stamp = summary["window"]["until"].replace(":", "").replace("-", "")
     report = args.reports / f"monitor-{stamp}.html"

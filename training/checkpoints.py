@@ -7,14 +7,10 @@ nor Lightning.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from training.models import build_model
-
-if TYPE_CHECKING:
-    from training.module import TextClassifier
 
 
 class CheckpointError(FileNotFoundError):
@@ -30,14 +26,6 @@ def _readable(path: str | Path, load):
         return load(path)
     except Exception as err:  # torch raises many kinds for a truncated or foreign file
         raise CheckpointError(f"checkpoint {path} can't be read ({type(err).__name__}: {err}); retrain it") from None
-
-
-def load_classifier(path: str | Path) -> TextClassifier:
-    """The whole LightningModule, for code that goes on training or inspects the loss."""
-    from training.module import TextClassifier
-
-    return _readable(path, lambda p: TextClassifier.load_from_checkpoint(p, map_location="cpu", weights_only=False)
-                     ).eval()
 
 
 def load_model(path: str | Path) -> tuple[torch.nn.Module, list[str]]:

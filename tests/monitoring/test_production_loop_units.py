@@ -33,8 +33,16 @@ def test_store_keeps_predictions_and_the_latest_feedback(tmp_path: Path) -> None
     store.add_feedback(store.prediction("a"), "neg")
     store.add_feedback(store.prediction("a"), "pos")
     assert [(r["id"], r["label"], r["predicted"]) for r in store.feedback()] == [("a", "pos", "pos")]
+    # The queue skips a text labelled under any id, and lists a text seen under several ids once.
+    store.add_predictions([
+        prediction("c", " 好 ", score=0.5, created=30), prediction("d", "差", score=0.7, created=35),
+        prediction("e", "差", score=0.8, created=40), prediction("f", "ｂａｄ", score=0.75, created=45),
+        prediction("g", "bad", score=0.55, created=50), prediction("h", "新", created=60)])
     queue = review_queue(store, 0, 100, limit=5)
-    assert list(queue["id"]) == ["b"]  # "a" already has a label
+    # "a" is labelled, and "b" and "c" are its text; "e" repeats "d" and "f" (full-width) repeats "g".
+    assert [row["id"] for row in queue] == ["g", "d", "h"]
+    assert queue[0]["score_pos"] == 0.55 and queue[0]["label"] == ""
+    assert [row["id"] for row in review_queue(store, 0, 100, limit=1)] == ["g"]
 
 
 def test_bad_store_urls_say_what_a_url_looks_like() -> None:

@@ -536,14 +536,14 @@ def assert_renders_with_a_red_verdict(report: Path, png: Path) -> None:
 
 
 def test_monitor_flags_another_domain_and_one_class_but_not_held_out_traffic(project, served):
-    from training.unlabelled import peoples_daily_sentences
+    from bench.drift_bench import news_sentences
 
     server, store = served
     held_out = pd.concat([pd.read_parquet(project / f"data/processed/{s}.parquet") for s in ("val", "test")])
     one_class = make_texts(40, ("neg",), seed=11)["text"].tolist()
     verdicts = {}
     for name, texts in [("held-out", held_out["text"].tolist()), ("one class", one_class),
-                        ("news", peoples_daily_sentences()[:60])]:
+                        ("news", news_sentences()[:60])]:
         _, since, until = send(server, texts)
         code, summary = monitor(project, store, since, until)
         assert summary["rows"] == len(texts) and summary["window"]["since"] <= summary["window"]["until"]

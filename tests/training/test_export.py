@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from serving.contract import pad
-from training.checkpoints import CheckpointError, load_classifier
+from training.checkpoints import CheckpointError, load_model
 from training.export import ExportError, check_parity, export_onnx
 from training.models import build_model
 
@@ -60,10 +60,10 @@ def test_parity_failure_is_loud(tmp_path):
 
 def test_missing_or_corrupt_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
-        load_classifier(tmp_path / "best.ckpt")
+        load_model(tmp_path / "best.ckpt")
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="can't be read"):
-        load_classifier(tmp_path / "bad.ckpt")
+        load_model(tmp_path / "bad.ckpt")
 
 
 @pytest.mark.parametrize("name", ["textrnn", "rcnn", "bilstm"])

@@ -7,9 +7,11 @@ import torch
 
 from pipelines.params import TrainerParams, parse_params
 from tests.conftest import REPO, TINY_TRAIN
+from training.checkpoints import CheckpointError, load_model
 from training.datamodule import TextDataModule
-from training.evaluation import predict_proba, predict_split, score
+from training.evaluation import predict_proba, score
 from training.fit import fit_classifier
+from training.module import TextClassifier
 from training.textdata import BucketBatchSampler, Collate
 
 
@@ -46,14 +48,12 @@ def test_same_seed_twice_gives_same_metrics(processed_dir, tmp_path):
 def test_load_model_without_lightning_is_the_trained_network(processed_dir, tmp_path):
     """What evaluate, ensemble and export load (load_model: no Lightning) is exactly the LightningModule's
     network, class weights and all; a missing or corrupt checkpoint is the same clear error."""
-    from training.checkpoints import CheckpointError, load_classifier, load_model
-
     data = _data(processed_dir)
     config = {"embedding_dim": 16, "hidden_size": 16, "attention_size": 16}
     result = fit_classifier("bilstm", config, _trainer(max_epochs=1, class_weights=True), data, tmp_path,
                             progress_bar=False)
     model, labels = load_model(result.best_checkpoint)
-    module = load_classifier(result.best_checkpoint)
+    module = TextClassifier.load_from_checkpoint(result.best_checkpoint, map_location="cpu", weights_only=False).eval()
     assert labels == data.labels == list(module.hparams.labels) and not model.training
     assert model.state_dict().keys() == module.model.state_dict().keys()
     assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in model.state_dict().items())
@@ -70,10 +70,8 @@ def test_training_learns_the_tiny_task(processed_dir, tmp_path):
     config = {"embedding_dim": 16, "hidden_size": 16, "fc_hidden": 16}
     result = fit_classifier("textrnn", config, _trainer(max_epochs=6, patience=6), data, tmp_path,
                             progress_bar=False)
-    from training.checkpoints import load_classifier
-
-    module = load_classifier(result.best_checkpoint)
-    preds, target = predict_split(module, data, "test")
+    module, _ = load_model(result.best_checkpoint)
+    preds, target = predict_proba(module, data, "test").argmax(-1), torch.tensor(data.datasets["test"].labels)
     assert score(preds, target, data.labels)["accuracy"] > 0.6  # three classes: chance is 0.33
     # Row order, not the length-bucketed loader's: row i's probabilities are those of text i alone.
     with torch.inference_mode():

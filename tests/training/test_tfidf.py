@@ -10,7 +10,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from serving.contract import pad
-from training.checkpoints import load_classifier
+from training.checkpoints import load_model
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
 from training.evaluation import predict_proba
@@ -95,10 +95,10 @@ def test_fit_model_writes_a_checkpoint_every_stage_loads(processed_dir, tmp_path
     config = {"ngram_buckets": 512, "ngram_order": 3, "c_grid": [1.0, 10.0], "min_df": 1}
     result = fit_model("tfidf", config, None, data, tmp_path)
     assert result.trainer is None and result.details["C"] in (1.0, 10.0)
-    module = load_classifier(result.best_checkpoint)
-    assert module.hparams.model_name == "tfidf" and list(module.hparams.labels) == data.labels
-    probs = predict_proba(module.model, data, "val")
+    model, labels = load_model(result.best_checkpoint)
+    assert isinstance(model, TfidfLR) and labels == data.labels
+    probs = predict_proba(model, data, "val")
     assert probs.shape == (len(data.datasets["val"]), len(data.labels))
     rnn = build_model("bilstm", data.vocab_size, len(data.labels), embedding_dim=8, hidden_size=8).eval()
-    mixed = predict_proba(AveragedProbabilities([rnn, module.model]).eval(), data, "val")
+    mixed = predict_proba(AveragedProbabilities([rnn, model]).eval(), data, "val")
     np.testing.assert_allclose(mixed.numpy(), (predict_proba(rnn, data, "val") + probs).numpy() / 2, atol=1e-6)
