@@ -3,6 +3,7 @@
   python -m pipelines.feedback export feedback.csv          every feedback row with the text it labels
   python -m pipelines.feedback queue to_label.csv --limit 100   least confident unlabelled predictions
   python -m pipelines.feedback snapshot                     data/feedback/feedback.parquet, tracked by DVC
+  python -m pipelines.feedback prune --older-than 30        delete older predictions, never labelled ones
 
 The store is TEXTCLF_FEEDBACK_URL (what the service writes to), or --store.
 """
@@ -13,11 +14,12 @@ import argparse
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 
-from monitoring.feedback_data import QUEUE_COLUMNS, SNAPSHOT, feedback_frame, review_queue, write_snapshot
+from monitoring.feedback_data import QUEUE_COLUMNS, SNAPSHOT, feedback_frame, iso, review_queue, write_snapshot
 from monitoring.window import store_url, window
 from pipelines.cli import run
 from serving.store import Store
@@ -63,9 +65,13 @@ def main() -> None:
     snapshot = sub.add_parser("snapshot", help=f"freeze the feedback into {SNAPSHOT} and dvc add it")
     snapshot.add_argument("--out", type=Path, default=SNAPSHOT)
     snapshot.add_argument("--no-dvc", action="store_true", help="write the file only")
+    prune = sub.add_parser("prune", help="delete predictions older than DAYS, keeping every one that has feedback")
+    prune.add_argument("--older-than", type=float, required=True, metavar="DAYS")
     args = p.parse_args()
     if args.command == "queue" and args.limit < 1:
         raise ValueError("--limit must be at least 1")
+    if args.command == "prune" and not args.older_than > 0:
+        raise ValueError(f"--older-than must be a positive number of days, got {args.older_than:g}")
 
     store = Store(store_url(args.store))
     if args.command == "export":
@@ -79,6 +85,11 @@ def main() -> None:
         write_table(frame, args.output)
         log.info("feedback: %d prediction(s) to label written to %s (%s to %s); fill in 'label' and POST each "
                  "{id, label} to /feedback", len(frame), args.output, *span.as_dict().values())
+    elif args.command == "prune":
+        before = time.time() - args.older_than * 86400
+        removed = store.prune(before)
+        log.info("feedback: removed %d prediction(s) logged before %s from %s; those with feedback are kept",
+                 removed, iso(before), store.redacted_url)
     else:
         snap = write_snapshot(store, args.out)
         if snap.without_text:

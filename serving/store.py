@@ -188,6 +188,21 @@ class Store:
             rows = cur.fetchall()
         return [Prediction.from_row(row) for row in rows]
 
+    def prune(self, before: float, batch: int = 50_000) -> int:
+        """Delete predictions logged before `before` (epoch seconds), never one that has feedback; returns how
+        many went. In batches, so a big delete neither holds the writers' lock long nor swells SQLite's WAL."""
+        statement = self._sql(
+            "DELETE FROM predictions WHERE id IN (SELECT p.id FROM predictions p WHERE p.created < ? AND NOT EXISTS "
+            f"(SELECT 1 FROM feedback f WHERE f.id = p.id) LIMIT {int(batch)})")
+        total = 0
+        while True:
+            with self._cursor() as cur:
+                cur.execute(statement, (before,))
+                removed = cur.rowcount
+            total += removed
+            if removed < batch:
+                return total
+
     # -- feedback -----------------------------------------------------------------------------------
     def add_feedback(self, prediction: Prediction, label: str) -> None:
         """Store (or replace: the latest label wins) the true label of a logged prediction; committed on return."""

