@@ -25,17 +25,32 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 MIN_ROWS = 20  # fewer rows than this in the window: no verdict (exit 2 in pipelines.monitor)
 TEXT_REFERENCE_ROWS = 2000
 TEXT_CURRENT_ROWS = 5000  # a busier window is sampled down: the classifier's cost grows with the rows
 # 0.998: four chance-calibrated checks at 0.2% each keep a healthy window's false-alarm chance near 1%.
 NULL_DRAWS, NULL_QUANTILE = 1000, 0.998
-THRESHOLDS = {"text_auc_floor": 0.55, "text_auc_sigmas": 3.0, "labels_js": 0.1, "confidence_wasserstein": 0.25,
-              "length_wasserstein": 0.25, "unk_share_gap": 0.02}
+
+
+class Thresholds(BaseModel):
+    """The effect sizes (and the text check's evidence) a check needs before it alarms; pipelines.monitor reads
+    them from params.yaml's `monitor` section."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    text_auc_floor: float = Field(0.55, gt=0.5, le=1, description="domain classifier ROC AUC")
+    text_auc_sigmas: float = Field(3.0, ge=0, description="a random classifier's AUC standard deviations")
+    labels_js: float = Field(0.1, gt=0, le=1, description="Jensen-Shannon distance of the label shares")
+    confidence_wasserstein: float = Field(0.25, gt=0, description="in test-split standard deviations")
+    length_wasserstein: float = Field(0.25, gt=0, description="in train-split standard deviations")
+    unk_share_gap: float = Field(0.02, gt=0, le=1, description="[UNK] share of tokens, window minus test split")
+
+
+DEFAULT_THRESHOLDS = Thresholds()
 
 
 @dataclass
@@ -61,7 +76,8 @@ def null_auc_sigma(n_ref: int, n_cur: int) -> float:
     return math.sqrt((n_ref + n_cur + 1) / (12.0 * n_ref * n_cur))
 
 
-def text_drift(reference: Sequence[str], current: Sequence[str], seed: int = 0) -> Check:
+def text_drift(reference: Sequence[str], current: Sequence[str], seed: int = 0,
+               thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
     """Domain classifier between reference and current texts, cross-validated ROC AUC."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -83,7 +99,7 @@ def text_drift(reference: Sequence[str], current: Sequence[str], seed: int = 0) 
     scores = cross_val_predict(classifier, x, y, cv=folds, method="decision_function")
     auc = float(roc_auc_score(y, scores))
     sigma = null_auc_sigma(len(ref), len(current))
-    threshold = max(THRESHOLDS["text_auc_floor"], 0.5 + THRESHOLDS["text_auc_sigmas"] * sigma)
+    threshold = max(thresholds.text_auc_floor, 0.5 + thresholds.text_auc_sigmas * sigma)
     classifier.fit(x, y)
     weights = classifier.coef_[0]
     names = vectorizer.get_feature_names_out()
@@ -118,14 +134,15 @@ def _fingerprint(values: np.ndarray) -> int:
     return hash(np.asarray(values).tobytes())
 
 
-def label_drift(train_labels: Sequence[str], predicted: Sequence[str], labels: Sequence[str]) -> Check:
+def label_drift(train_labels: Sequence[str], predicted: Sequence[str], labels: Sequence[str],
+                thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
     ref = np.array([sum(1 for x in train_labels if x == lab) for lab in labels], dtype=float)
     cur = np.array([sum(1 for x in predicted if x == lab) for lab in labels], dtype=float)
     share = ref / ref.sum()
     figure = js_distance(share, cur / max(cur.sum(), 1))
     noise = chance_level(("labels", _fingerprint(share)),
                          lambda rng, n: js_distance(share, rng.multinomial(n, share) / n), len(predicted))
-    threshold = max(THRESHOLDS["labels_js"], noise)
+    threshold = max(thresholds.labels_js, noise)
     return Check("labels", figure, threshold, figure > threshold,
                  "Jensen-Shannon distance, predicted labels vs train labels",
                  {"train_share": dict(zip(labels, (ref / ref.sum()).round(4).tolist(), strict=True)),
@@ -139,21 +156,22 @@ def normed_wasserstein(reference: Sequence[float], current: Sequence[float]) -> 
     return float(wasserstein_distance(reference, current) / spread)
 
 
-def numeric_drift(name: str, reference: Sequence[float], current: Sequence[float], what: str) -> Check:
+def numeric_drift(name: Literal["confidence", "length"], reference: Sequence[float], current: Sequence[float],
+                  what: str, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
     figure = normed_wasserstein(reference, current)
     ref = np.asarray(reference, dtype=float)
     noise = chance_level((name, _fingerprint(ref)),
                          lambda rng, n: normed_wasserstein(ref, rng.choice(ref, n, replace=True)), len(current))
-    threshold = max(THRESHOLDS[f"{name}_wasserstein"], noise)
+    threshold = max(getattr(thresholds, f"{name}_wasserstein"), noise)
     return Check(name, figure, threshold, figure > threshold, f"Wasserstein distance / reference std, {what}",
                  {"reference_mean": float(np.mean(reference)), "current_mean": float(np.mean(current))})
 
 
 def unk_drift(ref_tokens: Sequence[int], ref_unk: Sequence[int], cur_tokens: Sequence[int],
-              cur_unk: Sequence[int]) -> Check:
+              cur_unk: Sequence[int], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
     ref_share = sum(ref_unk) / max(sum(ref_tokens), 1)
     cur_share = sum(cur_unk) / max(sum(cur_tokens), 1)
     gap = cur_share - ref_share
-    return Check("unk_share", gap, THRESHOLDS["unk_share_gap"], gap > THRESHOLDS["unk_share_gap"],
+    return Check("unk_share", gap, thresholds.unk_share_gap, gap > thresholds.unk_share_gap,
                  "share of [UNK] tokens, window minus test split",
                  {"reference_share": ref_share, "current_share": cur_share})

@@ -21,10 +21,11 @@ from pathlib import Path
 
 from pipelines.bundles import champion_bundle, replace_dir, stamp
 from pipelines.cli import parser, run
-from pipelines.params import load_params
+from pipelines.params import Params, load_params
 from serving.contract import MODEL_FILE, TOKENIZER_FILE, BundleMeta, encode, read_meta, write_meta
 from training.export import ExportError, check_parity, export_onnx
 from training.jsonio import write_json
+from training.records import BestRecord, CandidateRecord, Champion, Decision, Parity
 from training.registry import (
     ALIAS,
     PARITY_TAG,
@@ -48,19 +49,20 @@ class NothingToServeError(ValueError):
     """The candidate was not promoted and there is no earlier champion to serve instead."""
 
 
-def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int, atol: float, run_data) -> dict:
-    """Export the candidate select picked (`pick`: its model name and, for the ensemble, its members) into
-    `staged` and check parity; returns the parity result (raises ExportError when ONNX and PyTorch disagree)."""
+def build_bundle(pick: CandidateRecord, models: Path, data: Path, staged: Path, opset: int, atol: float,
+                 run_data) -> Parity:
+    """Export the candidate select picked into `staged` and check parity; returns the parity result (raises
+    ExportError when ONNX and PyTorch disagree)."""
     import pandas as pd
     from tokenizers import Tokenizer
 
     from training.calibration import Calibrated
     from training.ensemble import load_candidate
 
-    model_name = pick["model"]
-    model, labels = load_candidate(models, model_name, pick.get("members"))
+    model_name = pick.model
+    model, labels = load_candidate(models, model_name, pick.members)
     # The temperature evaluate fitted on val lives in the graph: parity is checked on what is served.
-    model = Calibrated(model, pick["calibration"]["temperature"])
+    model = Calibrated(model, pick.calibration.temperature)
     staged.mkdir(parents=True)
     shutil.copy(data / TOKENIZER_FILE, staged / TOKENIZER_FILE)
     tokenizer = Tokenizer.from_file(str(staged / TOKENIZER_FILE))
@@ -71,11 +73,12 @@ def build_bundle(pick: dict, models: Path, data: Path, staged: Path, opset: int,
         "tokenizer_sha256": tokenizer_sha}, opset)
     write_meta(staged, BundleMeta(
         model_name=model_name, version=CANDIDATE_VERSION, labels=labels, max_len=tokenizer.truncation["max_length"],
-        metrics={k: v for k, v in run_data.metrics.items() if k.endswith("_final")}, calibration=pick["calibration"],
-        data_hash=run_data.tags.get("data_hash"), git_commit=run_data.tags.get("git_commit"),
+        metrics={k: v for k, v in run_data.metrics.items() if k.endswith("_final")},
+        calibration=pick.calibration.model_dump(), data_hash=run_data.tags.get("data_hash"),
+        git_commit=run_data.tags.get("git_commit"),
         created=datetime.now(UTC).isoformat(timespec="seconds"), tokenizer_sha256=tokenizer_sha))
     texts = pd.read_parquet(data / "test.parquet")["text"].tolist()
-    return check_parity(model, staged / MODEL_FILE, encode(tokenizer, texts), atol)
+    return Parity(**check_parity(model, staged / MODEL_FILE, encode(tokenizer, texts), atol), passed=True)
 
 
 def main() -> None:
@@ -88,62 +91,57 @@ def main() -> None:
     p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     all_params = load_params(args.params)
-    params = all_params.export
     quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri())
     mlflow.set_tracking_uri(tracking_uri())
-    pick = json.loads((Path(args.metrics) / "candidate.json").read_text())
-    name, run_id, out = pick["registered_model"], pick["run_id"], Path(args.out)
-    run_data = candidate_run(client, run_id)
-    decision = {"parity": None, "registered_version": None, "promoted": False}
+    pick = CandidateRecord.read(Path(args.metrics) / "candidate.json")
+    name, out = pick.registered_model, Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
-        staged = Path(tmp) / "bundle"
-        try:
-            parity = build_bundle(pick, Path(args.models), Path(args.data), staged, params.opset,
-                                  params.parity_atol, run_data)
-        except ExportError as err:
-            decision["parity"], why = {"passed": False, "error": str(err)}, f"ONNX export failed parity: {err}"
-        else:
-            decision["parity"] = {**parity, "passed": True}
-            client.log_metric(run_id, "onnx_parity_max_abs_diff", parity["max_abs_diff"])
-            why = register_and_promote(client, all_params.select.min_val_f1, pick, staged, out, run_data,
-                                       Path(args.data), decision)
+        decision = export_candidate(client, all_params, pick, Path(tmp) / "bundle", Path(args.models),
+                                    Path(args.data), out)
     champion = current_champion(client, name)
-    summary = {**pick, **decision, "reason": why, "champion": None if champion is None
-               else {"version": str(champion.version), "model": champion.tags.get("model"),
-                     "run_id": champion.run_id, "model_uri": f"models:/{name}/{champion.version}"}}
-    write_json(Path(args.metrics) / "best.json", summary)
-    write_json(Path(args.metrics) / "export.json", {"parity": decision["parity"], "model": pick["model"],
-                                                     "version": decision["registered_version"]})
+    BestRecord(**{**dict(pick), **dict(decision), "champion": None if champion is None else Champion.of(champion, name)}
+               ).write(Path(args.metrics) / "best.json")
+    write_json(Path(args.metrics) / "export.json", {"parity": decision.parity.model_dump(), "model": pick.model,
+                                                     "version": decision.registered_version})
     if champion is None:
-        raise NothingToServeError(f"nothing to serve: {pick['model']} was not promoted ({why}) and '{name}' has no "
-                                  f"{ALIAS} yet (see metrics/best.json)")
+        raise NothingToServeError(f"nothing to serve: {pick.model} was not promoted ({decision.reason}) and '{name}' "
+                                  f"has no {ALIAS} yet (see metrics/best.json)")
     champion_bundle(client, champion, name, out)
-    log.info("export: %s %s; %s@%s is v%s (%s) → %s", pick["model"],
-             "promoted" if decision["promoted"] else "not promoted", name, ALIAS, champion.version, why, out)
+    log.info("export: %s %s; %s@%s is v%s (%s) → %s", pick.model, "promoted" if decision.promoted else "not promoted",
+             name, ALIAS, champion.version, decision.reason, out)
 
 
-def register_and_promote(client, min_val_f1: float, pick: dict, staged: Path, out: Path, run_data, data: Path,
-                         decision: dict) -> str:
-    """After parity: register the bundle, then move the alias if the gate, judged again against the champion
-    as it is now (it may have moved since select ran), still passes. Returns the reason."""
-    name = pick["registered_model"]
-    version = register_version(client, name, pick["run_id"], staged, pick, run_data, data,
-                               decision["parity"]["max_abs_diff"])
-    decision["registered_version"] = str(version.version)
-    if not pick["gate_passed"]:
-        return pick["reason"]
+def export_candidate(client, params: Params, pick: CandidateRecord, staged: Path, models: Path, data: Path,
+                     out: Path) -> Decision:
+    """Build and check the bundle; only one that passed parity is registered, and then may be promoted."""
+    run_data = candidate_run(client, pick.run_id)
+    try:
+        parity = build_bundle(pick, models, data, staged, params.export.opset, params.export.parity_atol, run_data)
+    except ExportError as err:
+        return Decision(parity=Parity(passed=False, error=str(err)), reason=f"ONNX export failed parity: {err}")
+    client.log_metric(pick.run_id, "onnx_parity_max_abs_diff", parity.max_abs_diff)
+    version = register_version(client, pick, staged, run_data, data, parity.max_abs_diff)
+    why_not = why_not_promoted(client, params.select.min_val_f1, pick, version)
+    if why_not is None:
+        move_champion(client, pick.registered_model, str(version.version), "export", pick.reason)
+        replace_dir(staged, out)
+    return Decision(parity=parity, registered_version=str(version.version), promoted=why_not is None,
+                    reason=why_not or pick.reason)
+
+
+def why_not_promoted(client, min_val_f1: float, pick: CandidateRecord, version) -> str | None:
+    """Why the registered version may not take the alias, or None: select's gate, then no rollback undone, then
+    the gate judged again against the champion as it is now (it may have moved since select ran)."""
+    name = pick.registered_model
+    if not pick.gate_passed:
+        return pick.reason
     twin = rolled_back_twin(client, name, version)
     if twin is not None:  # a rerun must not silently undo a rollback
         return (f"v{version.version} is the model of v{twin.version}, which was rolled back at "
                 f"{twin.tags[ROLLED_BACK_TAG]}; `python -m pipelines.rollback --to {version.version}` serves it again")
-    passed, now = gate(pick["val"]["macro_f1"], min_val_f1, current_champion(client, name), pick["data_hash"])
-    if not passed:
-        return now
-    move_champion(client, name, str(version.version), "export", pick["reason"])
-    replace_dir(staged, out)
-    decision["promoted"] = True
-    return pick["reason"]
+    passed, now = gate(pick.val.macro_f1, min_val_f1, current_champion(client, name), pick.data_hash)
+    return None if passed else now
 
 
 def candidate_run(client, run_id: str):
@@ -156,11 +154,10 @@ def candidate_run(client, run_id: str):
                                 "train stages against this store (dvc repro -f train)") from None
 
 
-def register_version(client, name: str, run_id: str, staged: Path, pick: dict, run_data, data: Path,
-                     parity: float):
+def register_version(client, pick: CandidateRecord, staged: Path, run_data, data: Path, parity: float):
     """Log the bundle as an MLflow Model on the candidate's run and register it, once per run and fingerprint
     (bundle files, pyfunc code, requirements)."""
-    print_ = fingerprint(staged)
+    name, run_id, print_ = pick.registered_model, pick.run_id, fingerprint(staged)
     onnx_sha = file_sha256(staged / MODEL_FILE)
     for version in client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'"):
         if version.tags.get("fingerprint") == print_:  # a rerun of the same candidate: no second version
@@ -173,10 +170,10 @@ def register_version(client, name: str, run_id: str, staged: Path, pick: dict, r
     expected = str(max(versions, default=0) + 1)
     stamp(staged, version=expected, mlflow_run_id=run_id, registered_model=name)
     metrics = {k: v for k, v in run_data.metrics.items() if k.startswith(("val_", "test_")) and k.endswith("_final")}
-    tags = {"model": pick["model"], "data_hash": pick["data_hash"], "val_macro_f1": str(pick["val"]["macro_f1"]),
-            "test_macro_f1": str(pick["test"]["macro_f1"]), "onnx_sha256": onnx_sha, "fingerprint": print_,
-            PARITY_TAG: f"{parity:.3g}", "temperature": str(pick["calibration"]["temperature"]),
-            "test_ece": str(pick["calibration"]["test_ece"])}
+    tags = {"model": pick.model, "data_hash": pick.data_hash, "val_macro_f1": str(pick.val.macro_f1),
+            "test_macro_f1": str(pick.test.macro_f1), "onnx_sha256": onnx_sha, "fingerprint": print_,
+            PARITY_TAG: f"{parity:.3g}", "temperature": str(pick.calibration.temperature),
+            "test_ece": str(pick.calibration.test_ece)}
     info = log_bundle_model(run_id, staged, list(read_meta(staged).labels), metrics,
                             data, tags)
     version = register(name, info.model_uri, tags)

@@ -1,8 +1,8 @@
 """Drift and health report over what the service logged: `python -m pipelines.monitor [--since ISO] [--until ISO]`.
 
-Compares the window's predictions (default: the last 24 hours) with the train split, writes
-metrics/monitor.json and an HTML report under reports/, and logs both to MLflow (experiment
-`textclf-<dataset>-monitoring`). Exit 0: healthy; 1: drift detected; 2: bad input (for cron and CI).
+Compares the window's predictions (default: the last 24 hours) with the train split by the thresholds in
+params.yaml's `monitor` section, writes metrics/monitor.json and an HTML report under reports/, and logs both to
+MLflow (experiment `textclf-<dataset>-monitoring`). Exit 0: healthy; 1: drift detected; 2: bad input (for cron and CI).
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ def main() -> None:
     p.add_argument("--reports", type=Path, default=Path("reports"), help="folder for the HTML report")
     p.add_argument("--queue", type=int, default=20, help="least confident predictions listed in the report")
     args = p.parse_args()
+    params = load_params(args.params)
     span = window(args.since, args.until)
     store = Store(store_url(args.store))
     rows = store.predictions(span.since, span.until)
@@ -68,13 +69,13 @@ def main() -> None:
     predictor = OnnxPredictor(args.bundle)
     reference = load_reference(args.data, predictor)
     queue = review_queue(store, span.since, span.until, args.queue)
-    summary = summarise(span, rows, run_checks(reference, rows), queue)
+    summary = summarise(span, rows, run_checks(reference, rows, params.monitor), queue)
     args.reports.mkdir(parents=True, exist_ok=True)
     stamp = summary["window"]["until"].replace(":", "").replace("-", "")
     report = args.reports / f"monitor-{stamp}.html"
     report.write_text(render(summary, reference, rows), encoding="utf-8")
     summary["report"] = str(report)
-    summary["mlflow_run_id"] = log_to_mlflow(summary, report, load_params(args.params).data.source)
+    summary["mlflow_run_id"] = log_to_mlflow(summary, report, params.data.source)
     write_json(args.out, summary)
     figures = ", ".join(f"{c['name']} {c['figure']:.3f}{'!' if c['drifted'] else ''}"
                         for c in summary["checks"].values() if c["figure"] is not None)

@@ -1,7 +1,8 @@
 """The params.yaml schema: one frozen pydantic model per stage, unknown keys refused.
 
-Every stage reads only its own section (`load_section`), so a typo fails at once with one
-line that names the key and what is allowed, instead of being silently ignored.
+`load_params` validates the whole file, so a typo fails at once with one line that names the key and what is
+allowed, instead of being silently ignored; each stage then reads only its own section. A default is the value
+params.yaml sets (tests/pipelines/test_params.py holds them equal): a key left out means what params.yaml says.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from monitoring.drift import Thresholds
 
 MODEL_NAMES = ("textrnn", "rcnn", "bilstm", "tfidf")  # tfidf: the n-gram baseline, fitted by scikit-learn
 ENSEMBLE = "ensemble"  # the candidate made of the trained models' averaged probabilities
@@ -37,7 +40,7 @@ class PreprocessParams(Strict):
     test_ratio: float = Field(0.1, gt=0, lt=0.5)
     vocab_size: int = Field(8000, ge=10)
     min_frequency: int = Field(2, ge=1)
-    max_len: int = Field(128, ge=1)
+    max_len: int = Field(512, ge=1)
     tokenizer_corpora: list[str] | Literal["auto"] = Field(
         "auto", description="unlabelled corpora the tokenizer also learns its vocabulary from (never val/test); "
         "auto: People's Daily for a Chinese train split, none otherwise")
@@ -71,8 +74,8 @@ class PretrainParams(Strict):
 
 class TrainerParams(Strict):
     seed: int = 42
-    max_epochs: int = Field(6, ge=1)
-    schedule_epochs: int = Field(0, ge=0, description=(
+    max_epochs: int = Field(4, ge=1)
+    schedule_epochs: int = Field(6, ge=0, description=(
         "the warm-up + cosine schedule's length in epochs, when training stops before its end (max_epochs); "
         "0: max_epochs"))
     batch_size: int = Field(64, ge=1)
@@ -101,7 +104,7 @@ class TrainerParams(Strict):
     ngram_lr_scale: float = Field(40.0, gt=0, description="learning-rate factor for the n-gram path's weights")
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="cross-entropy label smoothing")
     sentence_views: int = Field(
-        0, ge=0, description="extra train rows: this many sentences of each multi-sentence text, with its label")
+        1, ge=0, description="extra train rows: this many sentences of each multi-sentence text, with its label")
     swa_epoch_start: float = Field(
         0, ge=0, description="stochastic weight averaging from this epoch (int) or fraction of epochs; 0: off")
     swa_lr: float = Field(1e-3, gt=0, description="the learning rate SWA anneals to and holds")
@@ -171,7 +174,6 @@ class TfidfParams(NgramParams):
         return grid
 
 
-
 ModelParams = TextRNNParams | RCNNParams | BiLSTMParams | TfidfParams
 
 
@@ -239,6 +241,9 @@ class PackageParams(Strict):
         "a shared path serves a fleet"))
 
 
+MonitorParams = Thresholds  # `python -m pipelines.monitor`'s drift thresholds (monitoring/drift.py); not a stage
+
+
 class Params(Strict):
     data: DataParams = DataParams()
     preprocess: PreprocessParams = PreprocessParams()
@@ -248,6 +253,7 @@ class Params(Strict):
     select: SelectParams = SelectParams()
     export: ExportParams = ExportParams()
     package: PackageParams = PackageParams()
+    monitor: MonitorParams = MonitorParams()
 
     @model_validator(mode="after")
     def _ratios_leave_a_train_split(self) -> Params:

@@ -16,7 +16,6 @@ new candidates against the champion as it now stands and never promotes a rolled
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
@@ -28,7 +27,7 @@ from pipelines.cli import parser, run
 from pipelines.package import deploy
 from pipelines.params import Params, load_params
 from serving.contract import MODEL_FILE
-from training.jsonio import write_json
+from training.records import BestRecord, Champion, Rollback
 from training.registry import ALIAS, ROLLED_BACK_TAG, current_champion, move_champion, passed_parity, previous_champion
 from training.tokenizer import file_sha256
 from training.tracking import TrackingError, quiet_mlflow, tracking_uri
@@ -140,11 +139,13 @@ def commit(client, name: str, target: ModelVersion, current: ModelVersion | None
 def record_in_best(path: Path, name: str, target: ModelVersion, before: str | None, at: str | None,
                    reason: str) -> None:
     """metrics/best.json names the champion as it now stands and the rollback that made it so."""
-    best = json.loads(path.read_text()) if path.is_file() else {}
-    best["champion"] = {"version": str(target.version), "model": target.tags.get("model"), "run_id": target.run_id,
-                        "model_uri": f"models:/{name}/{target.version}"}
-    best["rollback"] = {"from": before, "to": str(target.version), "at": at, "reason": reason}
-    write_json(path, best)
+    try:
+        best = BestRecord.read(path)
+    except FileNotFoundError:  # no export ran here: the registry's champion_history has the move on record
+        log.warning("rollback: %s not found, so the rollback is recorded in the registry only", path)
+        return
+    rollback = Rollback(from_=before, to=str(target.version), at=at, reason=reason)
+    best.model_copy(update={"champion": Champion.of(target, name), "rollback": rollback}).write(path)
 
 
 if __name__ == "__main__":

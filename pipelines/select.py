@@ -10,14 +10,13 @@ champion yet, the stage fails, so the pipeline stops before export.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import load_params
 from training.choice import Option, cheapest_within
-from training.jsonio import write_json
+from training.records import CandidateRecord, Champion, CheckRecord
 from training.registry import current_champion, gate
 from training.tracking import data_hash, quiet_mlflow, tracking_uri
 
@@ -28,37 +27,29 @@ class NoCandidateError(ValueError):
     """No candidate passes the behavioural floors and no champion exists to fall back on."""
 
 
-def choose(records: dict[str, dict], tolerance: float = 0.0) -> tuple[str, str | None, str]:
+def choose(records: dict[str, CheckRecord], tolerance: float = 0.0) -> tuple[str, str | None, str]:
     """Among candidates that pass the behavioural floors: the best by val macro-F1, or the cheapest to serve
     of those within `tolerance` of it (ties: the first listed).
 
     Returns (model, None, why chosen), or (best by val, why none passes, why) when every candidate is below a floor.
     """
-    ranked = sorted(records, key=lambda m: records[m]["val"]["macro_f1"], reverse=True)
-    passing = [m for m in records if records[m]["passed"]]
+    passing = [m for m, r in records.items() if r.passed]
     if passing:
-        options = [Option(m, records[m]["val"]["macro_f1"], records[m].get("cost_ms_per_text")) for m in passing]
+        options = [Option(m, records[m].val.macro_f1, records[m].cost_ms_per_text) for m in passing]
         chosen, why = cheapest_within(options, tolerance)
         return chosen.name, None, why
+    ranked = sorted(records, key=lambda m: records[m].val.macro_f1, reverse=True)
     return (ranked[0], "no candidate passes the behavioural floors: " + below_floor_report(ranked, records),
             "best val macro-F1")
 
 
-def below_floor_report(models: list[str], checks: dict[str, dict]) -> str:
-    return "; ".join(f"{m} ({', '.join(checks[m]['below_floor'])}; failed {failed_cases(checks[m])})" for m in models)
+def below_floor_report(models: list[str], records: dict[str, CheckRecord]) -> str:
+    return "; ".join(f"{m} ({', '.join(records[m].below_floor)}; failed {failed_cases(records[m])})" for m in models)
 
 
-def failed_cases(check: dict, limit: int = 8) -> str:
-    cases = [f"{c['id']} {c['text']!r}" for c in check["failed"]]
+def failed_cases(record: CheckRecord, limit: int = 8) -> str:
+    cases = [f"{c['id']} {c['text']!r}" for c in record.failed]
     return ", ".join(cases[:limit]) + (f" and {len(cases) - limit} more" if len(cases) > limit else "")
-
-
-def read_records(folder: Path, candidates: list[str]) -> dict[str, dict]:
-    missing = [c for c in candidates if not (folder / f"{c}.json").is_file()]
-    if missing:
-        stage = "ensemble" if missing[0] == "ensemble" else f"evaluate@{missing[0]}"
-        raise FileNotFoundError(f"{folder / missing[0]}.json not found: run `dvc repro {stage}` first")
-    return {c: json.loads((folder / f"{c}.json").read_text()) for c in candidates}
 
 
 def main() -> None:
@@ -71,35 +62,25 @@ def main() -> None:
     all_params = load_params(args.params)
     params, candidates = all_params.select, all_params.train.candidates
     quiet_mlflow()
-    records = read_records(Path(args.metrics) / "checks", candidates)
+    records = {c: CheckRecord.read(Path(args.metrics) / "checks" / f"{c}.json") for c in candidates}
     best, behaviour, why = choose(records, params.tolerance)
-    val_f1 = records[best]["val"]["macro_f1"]
-    run_id = records[best]["mlflow_run_id"]
-    digest = data_hash(args.data)
-    client = mlflow.MlflowClient(tracking_uri())
-    champion = current_champion(client, params.registered_model_name)
-    promoted, reason = gate(val_f1, params.min_val_f1, champion, digest)
+    chosen, digest = records[best], data_hash(args.data)
+    champion = current_champion(mlflow.MlflowClient(tracking_uri()), params.registered_model_name)
+    promoted, reason = gate(chosen.val.macro_f1, params.min_val_f1, champion, digest)
     if behaviour is not None:
         promoted, reason = False, behaviour
-    skipped = [m for m in candidates if not records[m]["passed"] and m != best]
+    skipped = [m for m in candidates if not records[m].passed and m != best]
     if behaviour is None and skipped:  # a better-scoring candidate may have been passed over: say why
         reason += "; below the behavioural floors: " + below_floor_report(skipped, records)
-    summary = {
-        "model": best, **({"members": records[best]["members"]} if "members" in records[best] else {}),
-        "val": records[best]["val"], "test": records[best]["test"], "calibration": records[best]["calibration"],
-        "chosen_because": why, "run_id": run_id, "gate_passed": promoted, "reason": reason, "data_hash": digest,
-        "registered_model": params.registered_model_name,
-        "champion": None if champion is None else {
-            "version": str(champion.version), "model": champion.tags.get("model"), "run_id": champion.run_id},
-        "candidates": {m: {**records[m]["val"], "checks_passed": records[m]["passed"],
-                           "check_pass_rate": records[m]["pass_rate"],
-                           "test_ece": records[m]["calibration"]["test_ece"],
-                           "cost_ms_per_text": records[m].get("cost_ms_per_text")} for m in candidates},
-    }
-    write_json(Path(args.metrics) / "candidate.json", summary)
+    CandidateRecord(
+        model=best, members=chosen.members, val=chosen.val, test=chosen.test, calibration=chosen.calibration,
+        chosen_because=why, run_id=chosen.mlflow_run_id, gate_passed=promoted, reason=reason, data_hash=digest,
+        registered_model=params.registered_model_name, champion=None if champion is None else Champion.of(champion),
+        candidates={m: records[m].standing() for m in candidates},
+    ).write(Path(args.metrics) / "candidate.json")
     if behaviour is not None and champion is None:
         raise NoCandidateError(f"{reason}. Nothing to export: fix the model or the checklist, or lower check.floors")
-    log.info("select: %s (val macro-F1 %.4f, %s) %s", best, val_f1, why, reason)
+    log.info("select: %s (val macro-F1 %.4f, %s) %s", best, chosen.val.macro_f1, why, reason)
 
 
 if __name__ == "__main__":

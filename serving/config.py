@@ -6,15 +6,18 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from serving.store import DEFAULT_URL
 
 ENV_PREFIX = "TEXTCLF_"
 
 
-class ServingConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class ServingConfig(BaseSettings):
+    # An empty variable means the default, as an unset one does.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, frozen=True, extra="forbid")
 
     bundle: Path = Field(Path("artifacts/releases"), description=(
         "a release channel to follow (a folder with champion.json, which the package stage and pipelines.rollback "
@@ -45,16 +48,23 @@ class ServingConfig(BaseModel):
     log_flush_interval_s: float = Field(0.2, gt=0, le=10, description="how often logged predictions are written")
 
 
+class _Variables(EnvSettingsSource):
+    """The `TEXTCLF_*` variables of a given mapping: os.environ, or what a test passes."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        super().__init__(ServingConfig)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
 def load_config(environ: Mapping[str, str] | None = None) -> ServingConfig:
-    """Build the config from `TEXTCLF_<FIELD>` variables; a bad value is a one-line error naming the variable."""
+    """Build the config from `TEXTCLF_<FIELD>` variables only (no .env file, no secrets folder); a bad value is a
+    one-line error naming the variable."""
     env = os.environ if environ is None else environ
-    values = {
-        name: env[ENV_PREFIX + name.upper()]
-        for name in ServingConfig.model_fields
-        if env.get(ENV_PREFIX + name.upper(), "") != ""
-    }
     try:
-        return ServingConfig(**values)
+        return ServingConfig(_build_sources=((_Variables(env),), {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         var = ENV_PREFIX + str(first["loc"][0]).upper()

@@ -7,16 +7,18 @@ feedback is validated here and committed to `serving.store` before POST /feedbac
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
+from starlette.responses import JSONResponse, Response
 
 from serving.config import ServingConfig
 from serving.contract import UNK_ID
+from serving.errors import ApiError, invalid
 from serving.metrics import metrics
 from serving.prediction_log import PredictionLogger
 from serving.schemas import FeedbackRequest
@@ -55,27 +57,30 @@ class FeedbackDesk:
         if self.prediction_log is not None:
             self.prediction_log.submit(model, ids, texts, results, token_ids)
 
-    async def receive(self, body: bytes, labels: tuple[str, ...]) -> tuple[int, dict[str, Any]]:
-        """(HTTP status, JSON payload) for one POST /feedback body; `labels` are the served model's."""
-        status, payload = parse(body, labels)
-        if status == 200:
-            status, payload = await asyncio.to_thread(self._store_feedback, payload["id"], payload["label"])
-        metrics().count_feedback(status)
-        return status, payload
+    async def receive(self, body: bytes, labels: tuple[str, ...]) -> Response:
+        """The answer to one POST /feedback body; `labels` are the served model's."""
+        try:
+            request = parse(body, labels)
+            receipt = await asyncio.to_thread(self._store_feedback, request.id, request.label)
+        except ApiError as exc:
+            metrics().count_feedback(exc.status)
+            return exc.response()
+        metrics().count_feedback(200)
+        return JSONResponse(receipt)
 
-    def _store_feedback(self, prediction_id: str, label: str) -> tuple[int, dict[str, Any]]:
+    def _store_feedback(self, prediction_id: str, label: str) -> dict[str, Any]:
         try:
             prediction = self._find(prediction_id)
             if prediction is None:
                 why = ("prediction logging is off (TEXTCLF_LOG_PREDICTIONS=false), so no id can be matched"
                        if self.prediction_log is None else "send an id returned by POST /classify")
-                return 404, {"error": f"id: no logged prediction has the id {prediction_id!r}; {why}"}
+                raise ApiError(404, f"id: no logged prediction has the id {prediction_id!r}; {why}")
             self.store().add_feedback(prediction, label)
         except StoreError as exc:
             logger.warning("textclf: feedback not stored: %s", exc)
-            return 503, {"error": f"the feedback store is unavailable, nothing was stored; try again ({exc})"}
-        return 200, {"id": prediction.id, "label": label, "predicted": prediction.label,
-                     "model_version": prediction.model_version}
+            raise ApiError(503, f"the feedback store is unavailable, nothing was stored; try again ({exc})") from None
+        return {"id": prediction.id, "label": label, "predicted": prediction.label,
+                "model_version": prediction.model_version}
 
     def _find(self, prediction_id: str) -> Prediction | None:
         """The logged prediction; one just answered may still be on its way to the store, so wait a moment."""
@@ -96,24 +101,25 @@ class FeedbackDesk:
 SEND = 'send {"id": "...", "label": "..."}'
 
 
-def parse(body: bytes, labels: tuple[str, ...]) -> tuple[int, dict[str, Any]]:
-    """(200, the request) or (4xx, an error naming the field), by the `FeedbackRequest` schema."""
+def parse(body: bytes, labels: tuple[str, ...]) -> FeedbackRequest:
+    """The request, by the `FeedbackRequest` schema and the served model's labels; else an `ApiError` naming the
+    field (400 when the body is no JSON object at all, 422 for its fields)."""
     try:
-        request = json.loads(body)
-    except ValueError as exc:
-        return 400, {"error": f"body: not valid JSON ({exc}); {SEND}"}
-    if not isinstance(request, dict):
-        return 400, {"error": f"body: must be a JSON object with 'id' and 'label', got {type(request).__name__}"}
-    try:
-        valid = FeedbackRequest.model_validate(request)
+        request = FeedbackRequest.model_validate_json(body)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(p) for p in error["loc"])
-        why = {"missing": f"missing; {SEND}", "extra_forbidden": "unexpected field; send only 'id' and 'label'"}
-        return 422, {"error": f"{field}: {why.get(error['type'], 'must be a non-empty string')}"}
-    if valid.label not in labels:
-        return 422, {"error": f"label: {valid.label!r} is not a label of the model; use one of: {', '.join(labels)}",
-                     "labels": list(labels)}
-    if len(valid.id) > MAX_ID_CHARS:
-        return 404, {"error": f"id: no prediction has the id {valid.id[:MAX_ID_CHARS]!r}..."}
-    return 200, valid.model_dump()
+        errors = exc.errors()
+        raise ApiError(422 if errors[0]["loc"] else 400, **invalid(errors, _explain)) from None
+    if request.label not in labels:
+        raise ApiError(422, f"label: {request.label!r} is not a label of the model; use one of: {', '.join(labels)}",
+                       labels=list(labels))
+    if len(request.id) > MAX_ID_CHARS:
+        raise ApiError(404, f"id: no prediction has the id {request.id[:MAX_ID_CHARS]!r}...")
+    return request
+
+
+def _explain(error: Mapping[str, Any]) -> str:
+    """How to fix each kind of mistake; the schema asks for nothing but two non-empty strings."""
+    return {"json_invalid": f"not valid JSON ({error.get('ctx', {}).get('error')}); {SEND}",
+            "model_type": f"must be a JSON object with 'id' and 'label', got {type(error['input']).__name__}",
+            "missing": f"missing; {SEND}", "extra_forbidden": "unexpected field; send only 'id' and 'label'",
+            }.get(error["type"], "must be a non-empty string")

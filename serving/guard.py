@@ -1,4 +1,5 @@
-"""ASGI middleware in front of POST /classify: bearer token, content type, body size, uniform 4xx JSON.
+"""ASGI middleware in front of POST /classify and /feedback (bearer token, content type, body size), and one that
+puts BentoML's own error answers into the API's error model (serving/errors.py).
 
 Plain ASGI rather than Starlette's BaseHTTPMiddleware: this sits on the hot path and must stay cheap.
 """
@@ -6,9 +7,10 @@ Plain ASGI rather than Starlette's BaseHTTPMiddleware: this sits on the hot path
 from __future__ import annotations
 
 import hmac
-import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, MutableMapping
 from typing import Any
+
+from serving.errors import error_response, from_framework
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -17,51 +19,12 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def send_json(send: Send, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:
-    body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-def describe_validation(payload: Any) -> Any:
-    """Turn BentoML's 400 body (pydantic errors) into `{"error": "texts[3]: Input should be ...", "detail"}`."""
-    if isinstance(payload, list) and len(payload) == 1 and isinstance(payload[0], dict):
-        payload = payload[0]  # BentoML wraps some client errors in a one-item list
-    if not isinstance(payload, dict):
-        return {"error": str(payload)}
-    details = payload.get("detail")
-    if not isinstance(details, list) or not details:
-        return {"error": str(payload.get("error", "bad request"))}
-    messages = []
-    for item in details[:5]:
-        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in item.get("loc", ()))
-        field = loc.lstrip(".") or "body"
-        if item.get("type") == "json_invalid":
-            field = "body"
-        messages.append(f"{field}: {item.get('msg', 'invalid')}")
-    more = f" (and {len(details) - 5} more)" if len(details) > 5 else ""
-    slim = [{k: d.get(k) for k in ("type", "loc", "msg")} for d in details]
-    return {"error": "; ".join(messages) + more, "detail": slim}
-
-
 class RequestGuard:
-    """Checks requests to `path` before BentoML parses them; rewrites BentoML's 4xx bodies to name the field."""
+    """Checks POST requests to `path` before the route parses them."""
 
-    def __init__(self, app: ASGIApp, path: str, max_body_bytes: int, api_token: str | None = None,
-                 rewrite_errors: bool = True) -> None:
+    def __init__(self, app: ASGIApp, path: str, max_body_bytes: int, api_token: str | None = None) -> None:
         self.app = app
         self.path = path
-        self.rewrite_errors = rewrite_errors
         self.max_body_bytes = max_body_bytes
         self.expected_auth = f"Bearer {api_token}".encode() if api_token else None
 
@@ -73,26 +36,21 @@ class RequestGuard:
         if self.expected_auth is not None and not hmac.compare_digest(
             headers.get(b"authorization", b""), self.expected_auth
         ):
-            await send_json(
-                send,
-                401,
-                {"error": "Authorization: send the header 'Authorization: Bearer <TEXTCLF_API_TOKEN>'"},
-                [(b"www-authenticate", b"Bearer")],
-            )
+            await error_response(401, "Authorization: send the header 'Authorization: Bearer <TEXTCLF_API_TOKEN>'",
+                                 {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
         media_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if media_type != b"application/json":
-            await send_json(send, 415, {"error": "Content-Type: must be application/json"})
+            await error_response(415, "Content-Type: must be application/json")(scope, receive, send)
             return
         declared = headers.get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-            await self._too_large(send)
+            await self._too_large(scope, receive, send)
             return
         # Read the whole body here (also for chunked uploads without Content-Length) so the size limit holds,
         # then replay it to BentoML.
         chunks: list[bytes] = []
-        size = 0
-        more = True
+        size, more = 0, True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -100,51 +58,52 @@ class RequestGuard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await self._too_large(send)
+                await self._too_large(scope, receive, send)
                 return
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
         if not body:
-            await send_json(send, 400, {"error": "body: empty; send a JSON object"})
+            await error_response(400, "body: empty; send a JSON object")(scope, receive, send)
             return
-        replayed = False
+        replayed = iter([{"type": "http.request", "body": body, "more_body": False}])
 
         async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
+            return next(replayed, None) or await receive()
 
-        await self.app(scope, replay, _ClientErrorRewriter(send) if self.rewrite_errors else send)
+        await self.app(scope, replay, send)
 
-    async def _too_large(self, send: Send) -> None:
-        await send_json(send, 413, {"error": f"body: larger than {self.max_body_bytes} bytes"})
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await error_response(413, f"body: larger than {self.max_body_bytes} bytes (TEXTCLF_MAX_BODY_BYTES); "
+                                  "send a smaller one")(scope, receive, send)
 
 
-class _ClientErrorRewriter:
-    """Passes responses through; buffers only 4xx ones and rewrites them into one message naming the field."""
+class ErrorBodies:
+    """Puts the 4xx/5xx answers BentoML writes itself on `paths` (validation errors, 503s) into our error model."""
 
-    def __init__(self, send: Send) -> None:
-        self.send = send
-        self.start: Message | None = None
-        self.chunks: list[bytes] = []
+    def __init__(self, app: ASGIApp, paths: Collection[str]) -> None:
+        self.app = app
+        self.paths = paths
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start":
-            if 400 <= message["status"] < 500:
-                self.start = message
-                return
-        elif message["type"] == "http.response.body" and self.start is not None:
-            self.chunks.append(message.get("body", b""))
-            if message.get("more_body", False):
-                return
-            try:
-                payload = describe_validation(json.loads(b"".join(self.chunks)))
-            except ValueError:
-                payload = {"error": b"".join(self.chunks).decode("utf-8", "replace")[:500]}
-            keep = [(k, v) for k, v in self.start["headers"] if k.lower() not in (b"content-length", b"content-type")]
-            await send_json(self.send, self.start["status"], payload, keep)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
             return
-        await self.send(message)
+        start: Message | None = None  # an error answer's start, held back until its body is complete
+        chunks: list[bytes] = []
+
+        async def rewrite(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] >= 400:
+                start = message
+            elif start is None:
+                await send(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    status, dropped = start["status"], (b"content-length", b"content-type")
+                    kept = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"] if k not in dropped}
+                    await error_response(status, headers=kept, **from_framework(status, b"".join(chunks)))(
+                        scope, receive, send)
+
+        await self.app(scope, receive, rewrite)

@@ -3,7 +3,7 @@
 BentoML's generic output handling validates the result into a pydantic model, dumps it twice and rebuilds
 its JSON schema on every response (about a third of the per-request CPU time under load, per py-spy). The
 predictor already returns plain JSON-ready dicts, so this output spec writes them with one `json.dumps`.
-The declared type stays `list[Prediction]`, so the OpenAPI document is unchanged.
+The declared type stays `list[Prediction]`, as the OpenAPI document says (serving/service.py).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model
 
 
 def texts_type(max_texts: int, max_chars: int) -> Any:
@@ -46,10 +46,6 @@ class ModelCard(BaseModel):
                                     "the release it serves, when it last checked, and the last release it refused")
 
 
-class ErrorMessage(BaseModel):
-    error: str = Field(description="what was wrong with the request, naming the field")
-
-
 class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -62,3 +58,15 @@ class FeedbackReceipt(BaseModel):
     label: str = Field(description="the label stored; sending the same id again replaces it")
     predicted: str = Field(description="what the model answered")
     model_version: str
+
+
+def with_labels(model: type[BaseModel], labels: tuple[str, ...] | None) -> type[BaseModel]:
+    """`model` with its `label` an enum of the model's labels, for the OpenAPI document.
+
+    A worker's labels never change (serving/rollout.py refuses a release with others), so the enum read when the
+    worker starts stays true. With no release published yet the labels are unknown: `model` itself (any string),
+    and the served model's labels are checked per request all the same."""
+    if not labels:
+        return model
+    description = model.model_fields["label"].description
+    return create_model(model.__name__, __base__=model, label=(Literal[labels], Field(description=description)))

@@ -2,8 +2,9 @@
 
 POST /classify goes straight to one batchable API: BentoML's adaptive batcher concatenates the `texts` of
 concurrent requests, the predictor scores them in one pass, and each request gets its own slice back in order.
-Built-in /livez, /healthz, /readyz (gated on `__is_ready__`); GET /metrics and GET /model are FastAPI routes
-so they appear in the same OpenAPI document (/docs.json).
+Built-in /livez, /healthz, /readyz (gated on `__is_ready__`); GET /metrics, GET /model and POST /feedback are
+FastAPI routes so they appear in the same OpenAPI document (/docs.json), which lists every status each route
+answers; every error body is serving/errors.py's `ErrorMessage`.
 """
 
 from __future__ import annotations
@@ -13,26 +14,52 @@ import os
 import uuid
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")  # before bentoml is imported: no usage tracking
 
 import bentoml
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from pydantic import BaseModel, create_model
 
-from serving.config import load_config
+from serving.config import ServingConfig, load_config
+from serving.contract import BundleError, read_meta
+from serving.errors import NOT_LOADED, documented, error_response
 from serving.feedback import FeedbackDesk
-from serving.guard import RequestGuard
+from serving.guard import ErrorBodies, RequestGuard
 from serving.logs import quiet_client_errors
 from serving.metrics import RequestTimer, metrics, render_metrics
-from serving.responses import Answer, PredictionsOutput
+from serving.releases import ReleaseError, is_channel, read_release
+from serving.responses import VERSION_HEADER, Answer, PredictionsOutput
 from serving.rollout import Follower
-from serving.schemas import ErrorMessage, FeedbackReceipt, FeedbackRequest, ModelCard, Prediction, texts_type
+from serving.schemas import FeedbackReceipt, FeedbackRequest, ModelCard, Prediction, texts_type, with_labels
 
 logger = logging.getLogger("textclf.serving")
 logger.setLevel(logging.INFO)  # BentoML sets the root logger to WARNING; the load/ready lines are INFO
 CONFIG = load_config()
 Texts = texts_type(CONFIG.max_texts, CONFIG.max_chars)
+
+
+def labels_at_start(config: ServingConfig) -> tuple[str, ...] | None:
+    """The labels this worker will serve, for the document's `label` enums: what the channel's pointer promises,
+    or the bundle's meta.json. None (the document then says any string) when nothing is published yet or it is
+    unreadable; the worker says why when it tries to load, and POST /feedback checks the served labels anyway."""
+    try:
+        source = Path(bentoml.models.get(config.bento_model).path) if config.bento_model else config.bundle
+        return read_release(source).labels if is_channel(source) else read_meta(source).labels
+    except (ReleaseError, BundleError, bentoml.exceptions.BentoMLException):
+        return None
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """FastAPI `openapi_extra` declaring a required JSON body of `model`, for a route that reads the body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+LABELS = labels_at_start(CONFIG)
+AUTH = (401,) if CONFIG.api_token else ()  # the guard answers 401 only when a token is set
+PLAIN_TEXT = {"description": "Successful Response", "content": {"text/plain": {"schema": {"type": "string"}}}}
 
 info_app = FastAPI(title="textclf model info")
 quiet_client_errors()
@@ -115,34 +142,27 @@ class Classifier:
         stats.batch_texts.observe(len(texts))
         return results
 
-    @info_app.post(
-        "/feedback",
-        response_model=FeedbackReceipt,
-        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-            "schema": FeedbackRequest.model_json_schema()}}}},
-        responses={400: {"model": ErrorMessage}, 404: {"model": ErrorMessage}, 422: {"model": ErrorMessage},
-                   503: {"model": ErrorMessage}},
-    )
-    async def feedback(self, request: Request):
+    @info_app.post("/feedback", response_model=with_labels(FeedbackReceipt, LABELS),
+                   openapi_extra=json_body(with_labels(FeedbackRequest, LABELS)),
+                   responses=documented(400, *AUTH, 404, 413, 415, 422, 503))
+    async def feedback(self, request: Request) -> Response:
         """Record the true label of a prediction (its `id` from POST /classify); the latest label for an id wins."""
         served = self.follower.current
         if served is None:
-            return JSONResponse({"error": "model not loaded; see the server log"}, status_code=503)
-        status, payload = await self.desk.receive(await request.body(), served.predictor.labels)
-        return JSONResponse(payload, status_code=status)
+            return error_response(503, NOT_LOADED)
+        return await self.desk.receive(await request.body(), served.predictor.labels)
 
-    @info_app.get("/metrics", response_class=Response, tags=["Infrastructure"])
+    @info_app.get("/metrics", response_class=Response, tags=["Infrastructure"], responses={200: PLAIN_TEXT})
     def prometheus(self):
         """Prometheus metrics: /classify latency, predictions per label, adaptive batch sizes."""
         return render_metrics()
 
-    @info_app.get("/model", response_model=ModelCard, responses={503: {"model": ErrorMessage}})
+    @info_app.get("/model", response_model=ModelCard, responses=documented(503))
     def model_card(self):
         """Model name, version, labels, evaluation metrics, request limits, and what the worker follows."""
         served = self.follower.current
         if served is None:
-            return JSONResponse({"error": "model not loaded; see the server log",
-                                 "rollout": self.follower.describe()}, status_code=503)
+            return error_response(503, NOT_LOADED, rollout=self.follower.describe())
         info = served.predictor.info
         return ModelCard(
             model_name=info.model_name,
@@ -164,11 +184,27 @@ class Classifier:
         )
 
 
+def documentation_only() -> None:
+    """BentoML answers POST /classify and GET /readyz (its routes come before this mounted app, so this never runs),
+    but its entries for them list neither our statuses nor our error body; a path of the mounted FastAPI app
+    replaces BentoML's entry for that path in /docs.json."""
+
+
+VERSION = {"headers": {VERSION_HEADER: {"description": "the model version that answered",
+                                        "schema": {"type": "string"}}}}
+info_app.add_api_route(
+    "/classify", documentation_only, methods=["POST"], tags=["Service APIs"], operation_id="textclf__classify",
+    summary="Classify", description=Classifier.apis["classify"].doc, response_model=list[Prediction],
+    openapi_extra=json_body(create_model("ClassifyRequest", texts=(Texts, ...))),
+    responses={200: VERSION, **documented(400, *AUTH, 413, 415, 503)})
+info_app.add_api_route(
+    "/readyz", documentation_only, methods=["GET"], tags=["Infrastructure"], response_class=Response,
+    summary="Readiness", description="200 once a model is loaded and warmed up, else 503",
+    responses={200: PLAIN_TEXT, **documented(503)})
 Classifier.add_asgi_middleware(RequestTimer, path="/classify")  # outermost of ours: times 4xx answers too
-Classifier.add_asgi_middleware(
-    RequestGuard, path="/classify", max_body_bytes=CONFIG.max_body_bytes, api_token=CONFIG.api_token
-)
-Classifier.add_asgi_middleware(  # the same token, type and size checks; its own 4xx bodies already name the field
-    RequestGuard, path="/feedback", max_body_bytes=CONFIG.max_body_bytes, api_token=CONFIG.api_token,
-    rewrite_errors=False,
-)
+for guarded in ("/classify", "/feedback"):
+    Classifier.add_asgi_middleware(
+        RequestGuard, path=guarded, max_body_bytes=CONFIG.max_body_bytes, api_token=CONFIG.api_token
+    )
+# Inside the guards: only the answers BentoML writes itself (FastAPI routes build theirs with serving/errors.py).
+Classifier.add_asgi_middleware(ErrorBodies, paths=("/classify", "/readyz"))

@@ -43,7 +43,7 @@ TINY_TRAIN = {
     "models": ["textrnn", "rcnn", "bilstm", "tfidf"],  # every model, so the tiny pipeline covers them all
     "trainer": {
         "max_epochs": 2, "batch_size": 16, "lr": 0.01, "patience": 2, "accelerator": "cpu",
-        "devices": 1, "bucket_batches": 4,
+        "devices": 1, "bucket_batches": 4, "schedule_epochs": 0, "sentence_views": 0,
     },
     "textrnn": {"embedding_dim": 16, "hidden_size": 16, "fc_hidden": 16},
     "rcnn": {"embedding_dim": 16, "hidden_size": 16, "projection_size": 16},

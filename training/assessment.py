@@ -2,7 +2,7 @@
 
 `assess` scores a candidate on val and test, runs the dataset's checklist on it, writes
 metrics/<name>.json (scores), metrics/confusion/<name>.csv (test predictions, for `dvc plots`) and
-metrics/checks/<name>.json (the candidate's record: its MLflow run, headline scores, pass rates, failing
+metrics/checks/<name>.json (its `CheckRecord`, training/records.py: its MLflow run, headline scores, pass rates, failing
 cases), and logs them to the candidate's MLflow run. select reads only the records, so the pipeline's
 select stage can depend on the one folder metrics/checks/ whatever models params.yaml lists.
 """
@@ -26,6 +26,7 @@ from training.checks import Checklist, below_floors, load_checklist, run_checks
 from training.cost import serving_cost
 from training.evaluation import check_labels, predict_logits, score
 from training.jsonio import write_json
+from training.records import CheckRecord
 from training.textdata import TextData
 from training.tracking import dataset_name, quiet_mlflow, tracking_uri
 
@@ -80,7 +81,7 @@ def headline(split: dict) -> dict:
 
 
 def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
-           data: TextData | None = None) -> dict[str, Any]:
+           data: TextData | None = None) -> CheckRecord:
     """Score and check one candidate; write its metrics and record; log both to its MLflow run.
 
     `data`: the splits already read from `data_dir` with params' batch size and seed, if the caller has them."""
@@ -100,19 +101,18 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
     write_json(metrics_dir / f"{candidate.name}.json", scores)
     write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", logits["test"].argmax(-1),
                     targets["test"], data.labels)
-    checks = run_checklist(model, candidate.labels, params, data.tokenizer)
-    cost = serving_cost(model, data.tokenizer, cost_sample(data))
-    record = {"model": candidate.name, "mlflow_run_id": candidate.run_id,
-              **({"members": candidate.members} if candidate.members else {}),
-              "val": headline(scores["val"]), "test": headline(scores["test"]), "calibration": calibration,
-              "cost_ms_per_text": cost, **(candidate.details or {}), **checks}
-    write_json(metrics_dir / "checks" / f"{candidate.name}.json", record)
-    log_to_run(candidate.run_id, scores, record, metrics_dir)
-    rates = ", ".join(f"{k} {v:.1%}" for k, v in checks["pass_rate"].items() if v is not None) or "no checklist"
-    verdict = "passes the floors" if checks["passed"] else f"below the floors: {'; '.join(checks['below_floor'])}"
+    record = CheckRecord(model=candidate.name, mlflow_run_id=candidate.run_id, members=candidate.members,
+                         val=headline(scores["val"]), test=headline(scores["test"]), calibration=calibration,
+                         cost_ms_per_text=serving_cost(model, data.tokenizer, cost_sample(data)),
+                         **(candidate.details or {}), **run_checklist(model, candidate.labels, params, data.tokenizer))
+    record.write(metrics_dir / "checks" / f"{candidate.name}.json")
+    log_to_run(scores, record, metrics_dir)
+    rates = ", ".join(f"{k} {v:.1%}" for k, v in record.pass_rate.items() if v is not None) or "no checklist"
+    verdict = "passes the floors" if record.passed else f"below the floors: {'; '.join(record.below_floor)}"
+    c = record.calibration
     log.info("%s: test accuracy %.4f, macro-F1 %.4f, ECE %.4f (T=%g; %.4f uncalibrated); checks %s, %s",
-             candidate.name, scores["test"]["accuracy"], scores["test"]["macro_f1"], calibration["test_ece"],
-             calibration["temperature"], calibration["test_ece_uncalibrated"], rates, verdict)
+             candidate.name, record.test.accuracy, record.test.macro_f1, c.test_ece, c.temperature,
+             c.test_ece_uncalibrated, rates, verdict)
     return record
 
 
@@ -159,30 +159,28 @@ def confusion_figure(matrix: list[list[int]], labels: list[str]):
     return fig
 
 
-def log_to_run(run_id: str, scores: dict, record: dict, metrics_dir: Path) -> None:
+def log_to_run(scores: dict, record: CheckRecord, metrics_dir: Path) -> None:
     """Val/test metrics, pass rates, the confusion matrix image and both files on the candidate's run."""
     import mlflow
     from mlflow.entities import Metric, RunTag
 
     quiet_mlflow()
-    client = mlflow.MlflowClient(tracking_uri())
+    client, run_id, c = mlflow.MlflowClient(tracking_uri()), record.mlflow_run_id, record.calibration
     splits = ("val", "test")
     values = {f"{split}_{key}_final": scores[split][key] for split in splits for key in ("accuracy", "macro_f1")}
     values |= {f"{split}_f1_{label}": per["f1"]
                for split in splits for label, per in scores[split]["per_class"].items()}
-    values |= {f"check_{kind}_pass_rate": rate for kind, rate in record["pass_rate"].items() if rate is not None}
-    calibration = record["calibration"]
-    values |= {f"{split}_ece_final": calibration[f"{split}_ece"] for split in splits}
-    values |= {f"{split}_ece_uncalibrated": calibration[f"{split}_ece_uncalibrated"] for split in splits}
-    values["temperature"] = calibration["temperature"]
-    values["cost_ms_per_text"] = record["cost_ms_per_text"]
+    values |= {f"check_{kind}_pass_rate": rate for kind, rate in record.pass_rate.items() if rate is not None}
+    values |= {"val_ece_final": c.val_ece, "test_ece_final": c.test_ece, "val_ece_uncalibrated": c.val_ece_uncalibrated,
+               "test_ece_uncalibrated": c.test_ece_uncalibrated, "temperature": c.temperature,
+               "cost_ms_per_text": record.cost_ms_per_text}
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in values.items()],
-                     tags=[RunTag("behavioural_checks", "passed" if record["passed"] else "failed")])
+                     tags=[RunTag("behavioural_checks", "passed" if record.passed else "failed")])
     client.log_figure(run_id, confusion_figure(scores["test"]["confusion_matrix"], scores["labels"]),
                       "confusion_matrix.png")
     client.log_figure(run_id, reliability_figure(scores["calibration"]["reliability"],
-                                                 f"{record['model']}: reliability ({calibration['bins']} bins)"),
+                                                 f"{record.model}: reliability ({c.bins} bins)"),
                       "reliability_diagram.png")
-    client.log_artifact(run_id, str(metrics_dir / f"{record['model']}.json"), "metrics")
-    client.log_artifact(run_id, str(metrics_dir / "checks" / f"{record['model']}.json"), "checks")
+    client.log_artifact(run_id, str(metrics_dir / f"{record.model}.json"), "metrics")
+    client.log_artifact(run_id, str(metrics_dir / "checks" / f"{record.model}.json"), "checks")

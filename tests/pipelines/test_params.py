@@ -70,3 +70,26 @@ def test_the_default_run_trains_the_three_recurrent_models_and_the_baseline():
     assert params.train.candidates == [*four, "ensemble"] and params.select.tolerance == 0.002
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     assert stages["train"]["foreach"] == stages["evaluate"]["foreach"] == "${train.models}"
+
+
+def test_the_schema_defaults_are_params_yaml():
+    """One source of truth: a key left out of a params mapping means what params.yaml says, and params.yaml sets
+    every key the schema has."""
+    import yaml
+
+    assert parse_params({}).model_dump(mode="json") == yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_the_monitor_section_holds_the_drift_thresholds_and_they_reach_the_checks():
+    from monitoring.drift import label_drift
+
+    thresholds = load_params(REPO / "params.yaml").monitor
+    assert thresholds.labels_js == 0.1 and thresholds.unk_share_gap == 0.02
+    with pytest.raises(ParamsError, match=r"'monitor\.labels_js'"):
+        parse_params({"monitor": {"labels_js": 2}})
+    with pytest.raises(ParamsError, match=r"unknown key 'monitor\.labels'"):
+        parse_params({"monitor": {"labels": 0.2}})
+    train, window = ["pos"] * 50 + ["neg"] * 50, ["pos"] * 80 + ["neg"] * 20
+    assert label_drift(train, window, ("neg", "pos"), thresholds).drifted
+    lenient = thresholds.model_copy(update={"labels_js": 0.9})
+    assert not label_drift(train, window, ("neg", "pos"), lenient).drifted

@@ -1,6 +1,9 @@
 from types import SimpleNamespace
 
-from pipelines.select import gate
+import pytest
+
+from pipelines.select import choose, gate
+from training.records import CheckRecord
 
 
 def _champion(val_f1: float, data_hash: str):
@@ -16,44 +19,50 @@ def test_gate_checks_the_floor_then_the_champion_on_the_same_data():
     assert gate(0.80, 0.5, _champion(0.95, "h0"), "h1")[0] is True  # other data: scores don't compare
 
 
+def _record(f1: float, passed: bool = True, cost: float = 1.0, below: tuple[str, ...] = (),
+            failed: tuple[dict, ...] = ()) -> CheckRecord:
+    """A candidate's record, as evaluate writes it, with what select looks at set."""
+    scores = {"accuracy": f1, "macro_f1": f1}
+    calibration = {"method": "temperature", "temperature": 1.0, "bins": 15, "fitted_on": "val", "val_ece": 0.1,
+                   "val_ece_uncalibrated": 0.1, "test_ece": 0.1, "test_ece_uncalibrated": 0.1}
+    return CheckRecord(model="m", mlflow_run_id="r", val=scores, test=scores, calibration=calibration,
+                       cost_ms_per_text=cost, checklist="checks/x.yaml", passed=passed, below_floor=list(below),
+                       pass_rate={"invariance": 0.5 if below else 1.0}, failed=list(failed))
+
+
 def test_choose_passes_over_candidates_below_the_behavioural_floor():
-    from pipelines.select import choose
-
     val = {"rcnn": 0.9, "bilstm": 0.8, "ensemble": 0.85}
-    ok = {"passed": True, "below_floor": [], "failed": []}
-    bad = {"passed": False, "below_floor": ["invariance 50.0% < 90%"],
-           "failed": [{"id": "inv-3", "text": "好!"}]}
+    bad = {"passed": False, "below": ("invariance 50.0% < 90%",), "failed": ({"id": "inv-3", "text": "好!"},)}
 
-    def records(checks):
-        return {m: {"val": {"macro_f1": f}, **checks[m]} for m, f in val.items()}
+    def records(failing: set[str]) -> dict[str, CheckRecord]:
+        return {m: _record(f, **(bad if m in failing else {})) for m, f in val.items()}
 
-    assert choose(records({"rcnn": bad, "bilstm": ok, "ensemble": ok}))[:2] == ("ensemble", None)
-    best, why, _ = choose(records({m: bad for m in val}))
+    assert choose(records({"rcnn"}))[:2] == ("ensemble", None)
+    best, why, _ = choose(records(set(val)))
     assert best == "rcnn" and "no candidate passes the behavioural floors" in why
     assert "rcnn (invariance 50.0% < 90%; failed inv-3 '好!')" in why
 
 
 def test_choose_breaks_a_tie_by_the_listed_order():
     """An ensemble of one model scores exactly as that model: the model itself is chosen."""
-    from pipelines.select import choose
-
-    ok = {"passed": True, "below_floor": [], "failed": []}
-    records = {"rcnn": {"val": {"macro_f1": 0.9}, **ok}, "ensemble": {"val": {"macro_f1": 0.9}, **ok}}
-    assert choose(records)[:2] == ("rcnn", None)
+    assert choose({"rcnn": _record(0.9), "ensemble": _record(0.9)})[:2] == ("rcnn", None)
 
 
 def test_choose_takes_the_cheapest_of_the_candidates_tied_within_the_seed_spread():
-    from pipelines.select import choose
-
-    ok = {"passed": True, "below_floor": [], "failed": []}
-    records = {"rcnn": {"val": {"macro_f1": 0.870}, "cost_ms_per_text": 1.4, **ok},
-               "tfidf": {"val": {"macro_f1": 0.860}, "cost_ms_per_text": 0.1, **ok},
-               "ensemble": {"val": {"macro_f1": 0.8715}, "cost_ms_per_text": 1.6, **ok}}
+    records = {"rcnn": _record(0.870, cost=1.4), "tfidf": _record(0.860, cost=0.1),
+               "ensemble": _record(0.8715, cost=1.6)}
     best, behaviour, why = choose(records, tolerance=0.002)
     assert (best, behaviour) == ("rcnn", None)
     assert "cheapest to serve (1.40 ms a text)" in why and "ensemble 0.8715" in why
     assert choose(records, tolerance=0.0)[0] == "ensemble"  # no tolerance: the best on val
     assert choose(records, tolerance=0.02)[0] == "tfidf"
+
+
+def test_a_missing_record_names_the_stage_that_writes_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"rcnn\.json not found: run `dvc repro evaluate@rcnn` first"):
+        CheckRecord.read(tmp_path / "rcnn.json")
+    with pytest.raises(FileNotFoundError, match=r"run `dvc repro ensemble` first"):
+        CheckRecord.read(tmp_path / "ensemble.json")
 
 
 def test_the_ensemble_stage_chooses_its_members_on_validation():

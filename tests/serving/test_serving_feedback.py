@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.errors import ErrorMessage
 from serving.store import Store
 from tests.servers import REPO, Server, classify, start_server
 
@@ -79,6 +80,7 @@ BAD_FEEDBACK = [
     ("not an object", ["ID", "negative"], "application/json", 400, "JSON object"),
     ("not JSON", "{oops", "application/json", 400, "not valid JSON"),
     ("empty body", "", "application/json", 400, "body"),
+    ("lone surrogate", '{"id": "\\ud800", "label": "negative"}', "application/json", 400, "not valid JSON"),
     ("wrong content type", "id=1", "text/plain", 415, "Content-Type"),
 ]
 
@@ -93,7 +95,7 @@ def test_bad_feedback_is_a_4xx_naming_the_problem(client: httpx.Client, what, bo
     content = body if isinstance(body, str) else json.dumps(body)
     response = client.post("/feedback", content=content.encode(), headers={"Content-Type": media})
     assert response.status_code == status, response.text
-    assert needle in response.json()["error"]
+    assert needle in ErrorMessage.model_validate(response.json()).error  # the one error model, as documented
 
 
 def test_token_guards_feedback_too(bundle: Path, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import re
 import httpx
 import pytest
 
+from serving.errors import ErrorMessage
 from tests.servers import Server, classify
 
 TEXTS = ["这本书很好看", "质量太差了", "", "The book is great 👍", "שלום עולם \u202e", "a\u0000b"]
@@ -103,7 +104,7 @@ def test_bad_input_gets_a_4xx_naming_the_problem(
     response = client.post("/classify", content=body, headers={"Content-Type": "application/json", **headers})
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")
-    message = response.json()["error"]
+    message = ErrorMessage.model_validate(response.json()).error  # the one error model, as documented
     assert names in message
     assert "Traceback" not in response.text and 'File "' not in response.text
     assert client.get("/readyz").status_code == 200
@@ -178,3 +179,22 @@ def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
     for path in ("/classify", "/model", "/livez", "/healthz", "/readyz", "/metrics"):
         assert path in spec["paths"], path
     assert client.get("/").status_code == 200  # the Swagger UI page
+
+
+def test_openapi_documents_every_status_the_error_model_and_the_labels(client: httpx.Client, predictor) -> None:
+    spec = client.get("/docs.json").json()
+    statuses = {f"{method.upper()} {path}": sorted(op["responses"])
+                for path, ops in spec["paths"].items() for method, op in ops.items()}
+    assert statuses["POST /classify"] == ["200", "400", "413", "415", "503"]  # no token set: no 401
+    assert statuses["POST /feedback"] == ["200", "400", "404", "413", "415", "422", "503"]
+    assert statuses["GET /model"] == statuses["GET /readyz"] == ["200", "503"]
+    error = {"$ref": "#/components/schemas/ErrorMessage"}
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            for status, response in op["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"]["application/json"]["schema"] == error, (method, path, status)
+    detail = spec["components"]["schemas"]["ErrorMessage"]["properties"]["detail"]
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/ValidationIssue"}} in detail["anyOf"]
+    feedback = spec["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert feedback["properties"]["label"]["enum"] == list(predictor.labels)

