@@ -98,10 +98,7 @@ def open_run(runs: dict[str, str], data_dir: Path, source: str) -> str:
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--models", default="models")
-    p.add_argument("--data", default="data/processed")
-    p.add_argument("--metrics", default="metrics")
+    p = parser(__doc__, "models", "data", "metrics")
     args = p.parse_args()
     params = load_params(args.params)
     trained, models_dir, data_dir = list(params.train.models), Path(args.models), Path(args.data)

@@ -17,11 +17,8 @@ from training.ensemble import load_member
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = parser(__doc__, "data", "models", "metrics")
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--data", default="data/processed")
-    p.add_argument("--models", default="models")
-    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     params = load_params(args.params)
     folder = Path(args.models) / args.model

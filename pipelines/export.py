@@ -84,11 +84,8 @@ def build_bundle(pick: CandidateRecord, models: Path, data: Path, staged: Path, 
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/processed")
-    p.add_argument("--models", default="models")
+    p = parser(__doc__, "data", "models", "metrics")
     p.add_argument("--out", default="artifacts/bundle")
-    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     all_params = load_params(args.params)
     quiet_mlflow()

@@ -69,10 +69,8 @@ def fit_direction(stream: torch.Tensor, params: PretrainParams, vocab_size: int,
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/processed")
+    p = parser(__doc__, "data", "metrics")
     p.add_argument("--out", default="models/lm")
-    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     all_params: Params = load_params(args.params)
     params = all_params.pretrain

@@ -93,11 +93,10 @@ def checked_bundle(name: str, target: ModelVersion, dst: str, channel: Path) -> 
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__)
+    p = parser(__doc__, "metrics")
     p.add_argument("--to", type=int, metavar="N",
                    help="the registered version to serve (default: the previous champion)")
     p.add_argument("--bundle", default="artifacts/bundle")
-    p.add_argument("--metrics", default="metrics")
     p.add_argument("--bento-record", default="artifacts/bento_model.json")
     args = p.parse_args()
     params = load_params(args.params)

@@ -55,9 +55,7 @@ def failed_cases(record: CheckRecord, limit: int = 8) -> str:
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__)
-    p.add_argument("--metrics", default="metrics")
-    p.add_argument("--data", default="data/processed")
+    p = parser(__doc__, "metrics", "data")
     args = p.parse_args()
     all_params = load_params(args.params)
     params, candidates = all_params.select, all_params.train.candidates
