@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from serving.config import ServingConfig
 from serving.contract import UNK_ID
-from serving.errors import ApiError, invalid
+from serving.errors import ApiError, error_response, invalid
 from serving.metrics import metrics
 from serving.prediction_log import PredictionLogger
 from serving.schemas import FeedbackRequest
@@ -64,7 +64,7 @@ class FeedbackDesk:
             receipt = await asyncio.to_thread(self._store_feedback, request.id, request.label)
         except ApiError as exc:
             metrics().count_feedback(exc.status)
-            return exc.response()
+            return error_response(exc.status, exc.error, **exc.extra)
         metrics().count_feedback(200)
         return JSONResponse(receipt)
 

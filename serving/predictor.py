@@ -69,22 +69,18 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: no provider-fallback warnings in the serving log
         self.providers = _pick_providers(ort)
-        try:
-            self.session = self._session(ort, options, self.providers)
-        except Exception as exc:
-            if self.providers[0] == "CPUExecutionProvider":
-                raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc}") from exc
-            # CUDA listed and a device present, but unusable (driver or library mismatch): fall back quietly.
-            logger.info("CUDA provider unusable (%s); using CPU", exc)
-            self.providers = ["CPUExecutionProvider"]
+        while True:
             try:
-                self.session = self._session(ort, options, self.providers)
-            except Exception as exc2:
-                raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc2}") from exc2
+                self.session = ort.InferenceSession(str(self.bundle / MODEL_FILE), sess_options=options,
+                                                    providers=self.providers)
+                break
+            except Exception as exc:
+                if self.providers[0] == "CPUExecutionProvider":
+                    raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc}") from exc
+                # CUDA listed and a device present, but unusable (driver or library mismatch): fall back quietly.
+                logger.info("CUDA provider unusable (%s); using CPU", exc)
+                self.providers = ["CPUExecutionProvider"]
         self._check_io()
-
-    def _session(self, ort: Any, options: Any, providers: list[str]) -> Any:
-        return ort.InferenceSession(str(self.bundle / MODEL_FILE), sess_options=options, providers=providers)
 
     def _check_io(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -134,12 +135,8 @@ class Classifier:
         for answer in results:
             answer.version = version
         self.desk.log((served.predictor.info.model_name, version), ids, texts, scored, token_ids)
-        counts: dict[str, int] = {}
-        for result in scored:
-            counts[result["label"]] = counts.get(result["label"], 0) + 1
-        stats = metrics()
-        stats.count_labels(counts, version)
-        stats.batch_texts.observe(len(texts))
+        metrics().count_labels(Counter(result["label"] for result in scored), version)
+        metrics().batch_texts.observe(len(texts))
         return results
 
     @info_app.post("/feedback", response_model=with_labels(FeedbackReceipt, LABELS),
@@ -163,25 +160,10 @@ class Classifier:
         served = self.follower.current
         if served is None:
             return error_response(503, NOT_LOADED, rollout=self.follower.describe())
-        info = served.predictor.info
-        return ModelCard(
-            model_name=info.model_name,
-            version=served.version,
-            labels=list(info.labels),
-            max_len=info.max_len,
-            metrics=info.metrics,
-            calibration=info.calibration,
-            data_hash=info.data_hash,
-            git_commit=info.git_commit,
-            created=info.created,
-            providers=list(served.predictor.providers),
-            limits={
-                "max_texts": CONFIG.max_texts,
-                "max_chars": CONFIG.max_chars,
-                "max_body_bytes": CONFIG.max_body_bytes,
-            },
-            rollout=self.follower.describe(),
-        )
+        return ModelCard.model_validate({  # meta.json's fields that the card has, and what this worker adds
+            **served.predictor.info.model_dump(), "version": served.version,
+            "providers": list(served.predictor.providers), "rollout": self.follower.describe(),
+            "limits": CONFIG.model_dump(include={"max_texts", "max_chars", "max_body_bytes"})})
 
 
 def documentation_only() -> None:
