@@ -143,12 +143,10 @@ def write_confusion(path: Path, preds: torch.Tensor, target: torch.Tensor, label
 
 
 def confusion_figure(matrix: list[list[int]], labels: list[str]):
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend to pick, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    fig = Figure(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
            xlabel="predicted", ylabel="actual", title="test confusion matrix")
