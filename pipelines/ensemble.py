@@ -124,8 +124,7 @@ def log_choice(run_id: str, choice: dict) -> None:
     """The subsets' table and the reason on the ensemble's run, where the MLflow UI shows them."""
     client = mlflow.MlflowClient(tracking_uri())
     client.set_tag(run_id, "members_chosen_because", choice["why"][:5000])
-    client.log_dict(run_id, {k: choice[k] for k in ("members", "why", "member_cost_ms_per_text", "subsets")},
-                    "ensemble/subsets.json")
+    client.log_dict(run_id, choice, "ensemble/subsets.json")
 
 
 if __name__ == "__main__":

@@ -171,8 +171,7 @@ def register_version(client, pick: CandidateRecord, staged: Path, run_data, data
             "test_macro_f1": str(pick.test.macro_f1), "onnx_sha256": onnx_sha, "fingerprint": print_,
             PARITY_TAG: f"{parity:.3g}", "temperature": str(pick.calibration.temperature),
             "test_ece": str(pick.calibration.test_ece)}
-    info = log_bundle_model(run_id, staged, list(read_meta(staged).labels), metrics,
-                            data, tags)
+    info = log_bundle_model(run_id, staged, list(read_meta(staged).labels), metrics, data, tags)
     version = register(name, info.model_uri, tags)
     stamp(staged, version=str(version.version), model_uri=f"models:/{name}/{version.version}")
     return version

@@ -118,10 +118,6 @@ def load_model(model: str, threads: int = 0) -> OnnxPredictor:
         raise ValueError(str(exc)) from exc
 
 
-def output_columns(labels: Sequence[str]) -> list[str]:
-    return ["label", *score_columns(labels)]
-
-
 def check_text_column(path: Path, columns: Sequence[str], text_column: str) -> None:
     if text_column not in columns:
         raise ValueError(f"input {path} has no column '{text_column}'; its columns are {list(columns)}; "
@@ -283,13 +279,10 @@ class JsonlWriter:
 
     def write(self, batch: list[dict[str, Any]], added: list[str], labels: list[str], scores: np.ndarray) -> None:
         # float32 → its shortest decimal form, so 0.9 is written as 0.9, not 0.8999999761581421.
-        texts = scores.astype(str).tolist()
-        lines = []
-        for record, label, row in zip(batch, labels, texts, strict=True):
+        for record, label, row in zip(batch, labels, scores.astype(str).tolist(), strict=True):
             values = [None if value == "nan" else float(value) for value in row]
             out = {**record, **dict(zip(added, [label, *values], strict=True))}
-            lines.append(json.dumps(out, ensure_ascii=False) + "\n")
-        self.handle.writelines(lines)
+            self.handle.write(json.dumps(out, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
         self.handle.close()
@@ -393,10 +386,6 @@ def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added:
     return tally
 
 
-def partial_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.partial-{os.getpid()}")
-
-
 def predict_file(predictor: Scorer, input: str | Path, output: str | Path, text_column: str = "text",
                  chunk_size: int = 10_000, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Score INPUT into OUTPUT (same format) atomically; return the counts. See the module docstring."""
@@ -404,13 +393,13 @@ def predict_file(predictor: Scorer, input: str | Path, output: str | Path, text_
         raise ValueError(f"--chunk-size must be at least 1, got {chunk_size}")
     fmt = check_paths(input, output, overwrite)
     src, dst = Path(input), Path(output)
-    added = output_columns(predictor.labels)
+    added = ["label", *score_columns(predictor.labels)]
     reader = open_reader(src, fmt, chunk_size)
     if reader.columns or fmt != "jsonl":  # an empty JSONL file has no columns to check and gives an empty output
         check_text_column(src, reader.columns, text_column)
     check_clash(src, reader.columns, added)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(dst)
+    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     bar = Progress(reader, progress)
     done = False
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
 from dataclasses import dataclass, field
 
@@ -85,9 +86,7 @@ def stratified_split(
 
 def assert_disjoint(splits: dict[str, pd.DataFrame]) -> None:
     """Check, not assume, that no text sits in two splits."""
-    names = list(splits)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            shared = set(splits[a]["text"]) & set(splits[b]["text"])
-            if shared:
-                raise SplitError(f"{len(shared)} text(s) sit in both {a} and {b}, e.g. {next(iter(shared))!r}")
+    for a, b in itertools.combinations(splits, 2):
+        shared = set(splits[a]["text"]) & set(splits[b]["text"])
+        if shared:
+            raise SplitError(f"{len(shared)} text(s) sit in both {a} and {b}, e.g. {next(iter(shared))!r}")

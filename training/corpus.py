@@ -76,12 +76,11 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, int]:
         try:
             row = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:  # undecodable, not JSON, or not an object
             unreadable += 1
-            continue
-        if not isinstance(row, dict):
-            unreadable += 1
-            continue
-        rows.append(row)
     return pd.DataFrame(rows), unreadable
 
 

@@ -41,10 +41,8 @@ class EpochHistory(Callback):
         if trainer.sanity_checking:
             return
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch}
-        row.update({k: round(float(metrics[k]), 6) for k in CURVE_KEYS if k in metrics})
-        self.rows.append(row)
-
+        self.rows.append({"epoch": trainer.current_epoch,
+                          **{k: round(float(metrics[k]), 6) for k in CURVE_KEYS if k in metrics}})
 
 
 def write_curves(rows: list[dict[str, float]], path: Path) -> None:

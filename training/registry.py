@@ -122,8 +122,7 @@ def fingerprint(bundle: Path) -> str:
     from serving import pyfunc
 
     digest = hashlib.sha256()
-    parts = [bundle / MODEL_FILE, bundle / TOKENIZER_FILE, *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]
-    for path in parts:
+    for path in [bundle / MODEL_FILE, bundle / TOKENIZER_FILE, *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]:
         digest.update(path.name.encode() + path.read_bytes())
     digest.update("\n".join(serve_requirements()).encode())
     return digest.hexdigest()[:16]
