@@ -118,12 +118,6 @@ def load_model(model: str, threads: int = 0) -> OnnxPredictor:
         raise ValueError(str(exc)) from exc
 
 
-def check_text_column(path: Path, columns: Sequence[str], text_column: str) -> None:
-    if text_column not in columns:
-        raise ValueError(f"input {path} has no column '{text_column}'; its columns are {list(columns)}; "
-                         "pass --text-column NAME")
-
-
 def check_clash(path: Path, columns: Sequence[str], added: Sequence[str]) -> None:
     clash = [name for name in added if name in columns]
     if clash:
@@ -372,8 +366,8 @@ class Progress:
             self.bar.close()
 
 
-def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added: list[str], progress: Progress,
-           ) -> Tally:
+def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added: list[str],
+           progress: Progress) -> Tally:
     tally = Tally()
     for batch in reader.batches():
         texts = reader.texts(batch, text_column)
@@ -395,8 +389,10 @@ def predict_file(predictor: Scorer, input: str | Path, output: str | Path, text_
     src, dst = Path(input), Path(output)
     added = ["label", *score_columns(predictor.labels)]
     reader = open_reader(src, fmt, chunk_size)
-    if reader.columns or fmt != "jsonl":  # an empty JSONL file has no columns to check and gives an empty output
-        check_text_column(src, reader.columns, text_column)
+    # An empty JSONL file has no columns to check and gives an empty output.
+    if text_column not in reader.columns and (reader.columns or fmt != "jsonl"):
+        raise ValueError(f"input {src} has no column '{text_column}'; its columns are {reader.columns}; "
+                         "pass --text-column NAME")
     check_clash(src, reader.columns, added)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
