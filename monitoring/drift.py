@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -66,9 +66,6 @@ class Check:
         self.drifted = bool(self.drifted)
         self.figure = None if self.figure is None else float(self.figure)
         self.threshold = None if self.threshold is None else float(self.threshold)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def null_auc_sigma(n_ref: int, n_cur: int) -> float:

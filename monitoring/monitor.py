@@ -7,7 +7,7 @@ held-out texts show the confidence and the unknown words a healthy window should
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def summarise(span: Window, rows: list[Prediction], checks: list[Check],
         "models": versions,
         "drift_detected": any(c.drifted for c in checks),
         "drifted": [c.name for c in checks if c.drifted],
-        "checks": {c.name: c.as_dict() for c in checks},
+        "checks": {c.name: asdict(c) for c in checks},
         "review_queue": queue,
     }
 

@@ -51,8 +51,7 @@ def main() -> None:
     p.add_argument("--lm", default="models/lm", help="the pretrain stage's output folder")
     args = p.parse_args()
     all_params = load_params(args.params)
-    params = all_params.train
-    tp, model_params = params.trainer, params.model(args.model)
+    tp, model_params = all_params.train.trainer, all_params.train.model(args.model)
     data = TextDataModule(args.data, Path(args.data) / "tokenizer.json", tp.batch_size,
                           tp.bucket_batches, tp.pad_to_max_len, tp.seed, tp.sentence_views)
     out = Path(args.out) / args.model
@@ -73,12 +72,11 @@ def main() -> None:
         return
     curves = Path(args.metrics) / "curves" / f"{args.model}.csv"
     write_curves(result.history, curves)
-    summary = {
+    write_json(out / "train.json", {
         "model": args.model, "best_val_macro_f1": round(result.best_val_macro_f1, 6),
         "epochs": len(result.history), "epoch_seconds": [round(s, 2) for s in result.epoch_seconds],
         "mlflow_run_id": logger.run_id, "mlflow_experiment_id": logger.experiment_id,
-    }
-    write_json(out / "train.json", summary)
+    })
     client = logger.experiment
     # The checkpoint travels with its tokenizer, so a later export can rebuild the bundle from the run alone.
     client.log_artifact(logger.run_id, str(result.best_checkpoint), "checkpoint")

@@ -56,15 +56,6 @@ class Metrics:
                 child = self._by_label[label, version] = self.predictions.labels(label=label, version=version)
             child.inc(n)
 
-    def count_reload(self, outcome: str) -> None:
-        self.reloads.labels(outcome=outcome).inc()
-
-    def count_logged(self, outcome: str, n: int) -> None:
-        self.logged.labels(outcome=outcome).inc(n)
-
-    def count_feedback(self, status: int) -> None:
-        self.feedback.labels(status=str(status)).inc()
-
 
 _metrics: Metrics | None = None
 

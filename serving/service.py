@@ -88,7 +88,7 @@ class Classifier:
         self.classify = type(self).classify.__get__(self, type(self))
         self.desk = FeedbackDesk(CONFIG)
         follow = partial(Follower, interval_s=CONFIG.reload_interval_s, threads=CONFIG.onnx_threads,
-                         on_reload=lambda outcome: metrics().count_reload(outcome))
+                         on_reload=lambda outcome: metrics().reloads.labels(outcome=outcome).inc())
         self.follower = follow(CONFIG.bundle)
         try:
             if CONFIG.bento_model:  # the package stage saved the bundle into the BentoML model store

@@ -56,7 +56,7 @@ def stratified_split(
         raise SplitError("nothing is left after cleaning: check the corpus and the report's drop counts")
     rng = np.random.default_rng(seed)
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
-    for label, group in sorted(frame.groupby("label"), key=lambda kv: kv[0]):
+    for label, group in frame.groupby("label"):  # sorted by label
         n = len(group)
         if n < 3:
             raise SplitError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 CHINESE_SHARE = 0.5  # of letters: above this the split is Chinese
 
@@ -14,9 +14,6 @@ class Language:
     language: str  # "zh" or "other"
     cjk_share: float  # CJK ideographs among all letters
     reason: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _is_cjk(ch: str) -> bool:
