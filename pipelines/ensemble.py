@@ -82,8 +82,9 @@ def score_members(members: dict[str, torch.nn.Module], data: TextData) -> tuple[
     return probs, {m: serving_cost(model, data.tokenizer, texts) for m, model in members.items()}
 
 
-def open_run(runs: dict[str, str], data_dir: Path, source: str) -> str:
-    """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there)."""
+def open_run(choice: dict, runs: dict[str, str], data_dir: Path, source: str) -> str:
+    """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there), with
+    the reason and the subsets' table where the MLflow UI shows them."""
     quiet_mlflow()
     check_reachable(tracking_uri())
     experiment_id = ensure_experiment(experiment_name(source))
@@ -93,6 +94,8 @@ def open_run(runs: dict[str, str], data_dir: Path, source: str) -> str:
     client.log_param(run_id, "members", ",".join(runs))
     client.log_param(run_id, "combination", "mean of the members' probabilities, temperature-scaled")
     log_splits(client, run_id, str(data_dir))
+    client.set_tag(run_id, "members_chosen_because", choice["why"][:5000])
+    client.log_dict(run_id, choice, "ensemble/subsets.json")
     client.set_terminated(run_id)
     return run_id
 
@@ -111,20 +114,12 @@ def main() -> None:
     choice = choose_members(probs, target, data.labels, costs, params.select.tolerance)
     members = choice["members"]
     model = AveragedProbabilities([everything.members[trained.index(m)] for m in members]).eval()
-    run_id = open_run({m: runs[m] for m in members}, data_dir, params.data.source)
+    run_id = open_run(choice, {m: runs[m] for m in members}, data_dir, params.data.source)
     log.info("ensemble: %s averaged (%s), MLflow run %s", ", ".join(members), choice["why"], run_id)
-    log_choice(run_id, choice)
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
                "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
     assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, Path(args.metrics),
            data)
-
-
-def log_choice(run_id: str, choice: dict) -> None:
-    """The subsets' table and the reason on the ensemble's run, where the MLflow UI shows them."""
-    client = mlflow.MlflowClient(tracking_uri())
-    client.set_tag(run_id, "members_chosen_because", choice["why"][:5000])
-    client.log_dict(run_id, choice, "ensemble/subsets.json")
 
 
 if __name__ == "__main__":

@@ -101,8 +101,7 @@ def main() -> None:
     args = p.parse_args()
     params = load_params(args.params)
     name = params.select.registered_model_name
-    # A registry that is down should be a quick refusal, not minutes of retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    # A registry that is down should be a quick refusal (quiet_mlflow allows one retry), not minutes of waiting.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri())

@@ -94,8 +94,6 @@ def write_meta(bundle: Path, meta: BundleMeta) -> None:
 
 def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids per text (a `tokenizers.Tokenizer`); a text with no token becomes [UNK], so no row is empty."""
-    if not texts:
-        return []
     return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
 
 

@@ -32,16 +32,10 @@ __all__ = ["BundleError", "BundleMeta", "OnnxPredictor", "score_rows"]
 def _pick_providers(ort: Any) -> list[str]:
     # CUDAExecutionProvider is listed by onnxruntime-gpu even on machines without a usable GPU or CUDA
     # libraries; creating a session with it then logs a wall of errors, so only offer it when a GPU shows up.
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available and _cuda_device_present():
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1") and any(Path("/dev").glob("nvidia[0-9]*"))
+    if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-def _cuda_device_present() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 class OnnxPredictor:

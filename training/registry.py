@@ -55,8 +55,7 @@ def move_champion(client, name: str, version: str, by: str, reason: str) -> str:
     client.set_model_version_tag(name, version, TAKEN_TAG, at)
     if ROLLED_BACK_TAG in client.get_model_version(name, version).tags:  # chosen again on purpose
         client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
-    model = client.get_registered_model(name)
-    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
     history.append({"version": str(version), "previous": previous, "at": at, "by": by, "reason": reason[:200]})
     while len(json.dumps(history)) > 4500:  # MLflow caps a tag value at 5000 characters
         history.pop(0)
