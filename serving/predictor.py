@@ -99,8 +99,6 @@ class OnnxPredictor:
     def probabilities_of_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Class probabilities of texts already encoded by `encode`."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        if not ids:
-            return out
         # Sort by length and cut into groups: each group pads only to its own longest text. The models are
         # padding-invariant, so this changes speed, never results.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -113,14 +111,9 @@ class OnnxPredictor:
     def predict_with_ids(self, texts: Sequence[str]) -> tuple[list[dict[str, Any]], list[list[int]]]:
         """`predict`'s answers and each text's token ids (the prediction log counts tokens from them)."""
         ids = self.encode(texts)
-        probs = self.probabilities_of_ids(ids)
-        best = probs.argmax(axis=1)
-        labels = self.labels
-        rows = probs.tolist()
-        return [
-            {"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
-            for k, row in zip(best.tolist(), rows, strict=True)
-        ], ids
+        probs, labels = self.probabilities_of_ids(ids), self.labels
+        return [{"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
+                for k, row in zip(probs.argmax(axis=1).tolist(), probs.tolist(), strict=True)], ids
 
 
 def score_rows(predictor: Any, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
