@@ -26,15 +26,7 @@ from training.cost import serving_cost
 from training.ensemble import AveragedProbabilities, load_ensemble
 from training.evaluation import predict_proba, score
 from training.textdata import TextData
-from training.tracking import (
-    check_reachable,
-    ensure_experiment,
-    experiment_name,
-    log_splits,
-    quiet_mlflow,
-    run_tags,
-    tracking_uri,
-)
+from training.tracking import experiment_name, log_splits, open_experiment, run_tags, tracking_uri
 
 log = logging.getLogger("textclf.ensemble")
 
@@ -85,9 +77,7 @@ def score_members(members: dict[str, torch.nn.Module], data: TextData) -> tuple[
 def open_run(choice: dict, runs: dict[str, str], data_dir: Path, source: str) -> str:
     """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there), with
     the reason and the subsets' table where the MLflow UI shows them."""
-    quiet_mlflow()
-    check_reachable(tracking_uri())
-    experiment_id = ensure_experiment(experiment_name(source))
+    experiment_id = open_experiment(experiment_name(source))
     client = mlflow.MlflowClient(tracking_uri())
     tags = {**run_tags(ENSEMBLE, str(data_dir)), **{f"member.{m}": run_id for m, run_id in runs.items()}}
     run_id = client.create_run(experiment_id, run_name=ENSEMBLE, tags=tags).info.run_id

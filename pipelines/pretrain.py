@@ -23,15 +23,7 @@ from training.jsonio import write_json
 from training.lm import LanguageModelModule, StreamWindows
 from training.precision import resolve_precision
 from training.tokenizer import file_sha256
-from training.tracking import (
-    check_reachable,
-    ensure_experiment,
-    flatten,
-    lm_experiment_name,
-    quiet_mlflow,
-    run_tags,
-    tracking_uri,
-)
+from training.tracking import flatten, lm_experiment_name, open_experiment, run_tags, tracking_uri
 from training.unlabelled import choose_corpora, read_unlabelled
 
 log = logging.getLogger("textclf.pretrain")
@@ -93,10 +85,8 @@ def main() -> None:
     log.info("pretrain: %s; unlabelled corpora %s", language.reason, corpora or "none")
     for corpus in read_unlabelled(corpora).values():
         texts += corpus
-    quiet_mlflow()
-    check_reachable(tracking_uri())
     name = lm_experiment_name(all_params.data.source)
-    ensure_experiment(name)
+    open_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()
     states = {}
     forward_stream = token_stream(tokenizer, texts, params.max_tokens)  # tokenised once, read both ways

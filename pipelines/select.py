@@ -33,9 +33,8 @@ def choose(records: dict[str, CheckRecord], tolerance: float = 0.0) -> tuple[str
 
     Returns (model, None, why chosen), or (best by val, why none passes, why) when every candidate is below a floor.
     """
-    passing = [m for m, r in records.items() if r.passed]
-    if passing:
-        options = [Option(m, records[m].val.macro_f1, records[m].cost_ms_per_text) for m in passing]
+    options = [Option(m, r.val.macro_f1, r.cost_ms_per_text) for m, r in records.items() if r.passed]
+    if options:
         chosen, why = cheapest_within(options, tolerance)
         return chosen.name, None, why
     ranked = sorted(records, key=lambda m: records[m].val.macro_f1, reverse=True)

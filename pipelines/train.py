@@ -12,16 +12,7 @@ from pipelines.params import MODEL_NAMES, Params, load_params
 from training.datamodule import TextDataModule
 from training.fit import fit_model, write_curves
 from training.jsonio import write_json
-from training.tracking import (
-    check_reachable,
-    ensure_experiment,
-    experiment_name,
-    flatten,
-    log_splits,
-    quiet_mlflow,
-    run_tags,
-)
-from training.tracking import tracking_uri as current_tracking_uri
+from training.tracking import experiment_name, flatten, log_splits, open_experiment, run_tags, tracking_uri
 from training.transfer import load_lm_bundle
 
 log = logging.getLogger("textclf.train")
@@ -29,12 +20,10 @@ log = logging.getLogger("textclf.train")
 
 def mlflow_logger(model: str, params: Params, data_dir: Path) -> MLFlowLogger:
     """A run in the dataset's experiment, tagged with commit, data hash and model, with every param."""
-    quiet_mlflow()
-    uri = current_tracking_uri()
-    check_reachable(uri)
     name = experiment_name(params.data.source)
-    ensure_experiment(name)
-    logger = MLFlowLogger(experiment_name=name, tracking_uri=uri, run_name=model, tags=run_tags(model, data_dir))
+    open_experiment(name)
+    logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=model,
+                          tags=run_tags(model, data_dir))
     relevant = {"data": params.data.model_dump(), "preprocess": params.preprocess.model_dump(),
                 "train": {"trainer": params.train.trainer.model_dump(), model: params.train.model(model).model_dump()}}
     logger.log_hyperparams(flatten(relevant))

@@ -84,6 +84,13 @@ def ensure_experiment(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
+def open_experiment(name: str) -> str:
+    """What a stage does before its runs: MLflow quiet, the tracking server reachable, `ensure_experiment(name)`."""
+    quiet_mlflow()
+    check_reachable(tracking_uri())
+    return ensure_experiment(name)
+
+
 SPLITS = ("train", "val", "test")
 SPLIT_CONTEXT = {"train": "training", "val": "validation", "test": "testing"}
 
