@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from serving.store import StoreError
 from training.tracking import TrackingError
@@ -28,7 +29,7 @@ def parser(description: str, *folders: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     for folder in folders:
-        p.add_argument(f"--{folder}", default=FOLDERS[folder])
+        p.add_argument(f"--{folder}", type=Path, default=FOLDERS[folder])
     return p
 
 

@@ -94,7 +94,7 @@ def main() -> None:
     p = parser(__doc__, "models", "data", "metrics")
     args = p.parse_args()
     params = load_params(args.params)
-    trained, models_dir, data_dir = list(params.train.models), Path(args.models), Path(args.data)
+    trained, models_dir, data_dir = list(params.train.models), args.models, args.data
     runs = member_runs(models_dir, trained)
     everything, labels = load_ensemble(models_dir, trained)
     tp = params.train.trainer
@@ -108,8 +108,7 @@ def main() -> None:
     log.info("ensemble: %s averaged (%s), MLflow run %s", ", ".join(members), choice["why"], run_id)
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
                "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
-    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, Path(args.metrics),
-           data)
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, args.metrics, data)
 
 
 if __name__ == "__main__":

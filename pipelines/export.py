@@ -91,15 +91,14 @@ def main() -> None:
     quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri())
     mlflow.set_tracking_uri(tracking_uri())
-    pick = CandidateRecord.read(Path(args.metrics) / "candidate.json")
+    pick = CandidateRecord.read(args.metrics / "candidate.json")
     name, out = pick.registered_model, Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
-        decision = export_candidate(client, all_params, pick, Path(tmp) / "bundle", Path(args.models),
-                                    Path(args.data), out)
+        decision = export_candidate(client, all_params, pick, Path(tmp) / "bundle", args.models, args.data, out)
     champion = current_champion(client, name)
     BestRecord(**{**dict(pick), **dict(decision), "champion": None if champion is None else Champion.of(champion, name)}
-               ).write(Path(args.metrics) / "best.json")
-    write_json(Path(args.metrics) / "export.json", {"parity": decision.parity.model_dump(), "model": pick.model,
+               ).write(args.metrics / "best.json")
+    write_json(args.metrics / "export.json", {"parity": decision.parity.model_dump(), "model": pick.model,
                                                      "version": decision.registered_version})
     if champion is None:
         raise NothingToServeError(f"nothing to serve: {pick.model} was not promoted ({decision.reason}) and '{name}' "

@@ -74,13 +74,13 @@ def main() -> None:
         for stale in (out / "lm.pt", out / "samples-forward.txt", out / "samples-backward.txt"):
             stale.unlink(missing_ok=True)
         marker.write_text("pretrain.enabled is false in params.yaml: no language model was trained.\n")
-        write_json(Path(args.metrics) / "lm.json", {"enabled": False})
+        write_json(args.metrics / "lm.json", {"enabled": False})
         return
     marker.unlink(missing_ok=True)
-    tokenizer_path = Path(args.data) / "tokenizer.json"
+    tokenizer_path = args.data / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()  # the stream is contiguous; max_len is for classification only
-    texts = pd.read_parquet(Path(args.data) / "train.parquet")["text"].tolist()  # never val or test
+    texts = pd.read_parquet(args.data / "train.parquet")["text"].tolist()  # never val or test
     corpora, language = choose_corpora(params.corpora, texts)
     log.info("pretrain: %s; unlabelled corpora %s", language.reason, corpora or "none")
     for corpus in read_unlabelled(corpora).values():
@@ -105,7 +105,7 @@ def main() -> None:
     result["seconds"] = round(time.perf_counter() - start, 1)
     torch.save({**states, "config": params.model_dump(), "tokenizer_sha256": file_sha256(tokenizer_path),
                 "vocab_size": tokenizer.get_vocab_size()}, out / "lm.pt")
-    write_json(Path(args.metrics) / "lm.json", result)
+    write_json(args.metrics / "lm.json", result)
 
 
 def directions(params: Params) -> tuple[str, ...]:

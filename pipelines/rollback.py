@@ -126,7 +126,7 @@ def commit(client, name: str, target: ModelVersion, current: ModelVersion | None
             client.set_model_version_tag(name, before, ROLLED_BACK_TAG, at)
         replace_dir(bundle, Path(args.bundle))
         record = deploy(Path(args.bundle), params.package, Path(args.bento_record), reason)
-        record_in_best(Path(args.metrics) / "best.json", name, target, before, at, reason)
+        record_in_best(args.metrics / "best.json", name, target, before, at, reason)
     except Exception as err:
         raise RollbackError(f"{name}@{ALIAS} is v{version} now, but publishing it failed ({err!r}); rerun "
                             f"`python -m pipelines.rollback --to {version}` to finish") from err

@@ -11,7 +11,6 @@ champion yet, the stage fails, so the pipeline stops before export.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import load_params
@@ -59,7 +58,7 @@ def main() -> None:
     all_params = load_params(args.params)
     params, candidates = all_params.select, all_params.train.candidates
     quiet_mlflow()
-    records = {c: CheckRecord.read(Path(args.metrics) / "checks" / f"{c}.json") for c in candidates}
+    records = {c: CheckRecord.read(args.metrics / "checks" / f"{c}.json") for c in candidates}
     best, behaviour, why = choose(records, params.tolerance)
     chosen, digest = records[best], data_hash(args.data)
     champion = current_champion(mlflow.MlflowClient(tracking_uri()), params.registered_model_name)
@@ -74,7 +73,7 @@ def main() -> None:
         chosen_because=why, run_id=chosen.mlflow_run_id, gate_passed=promoted, reason=reason, data_hash=digest,
         registered_model=params.registered_model_name, champion=None if champion is None else Champion.of(champion),
         candidates={m: records[m].standing() for m in candidates},
-    ).write(Path(args.metrics) / "candidate.json")
+    ).write(args.metrics / "candidate.json")
     if behaviour is not None and champion is None:
         raise NoCandidateError(f"{reason}. Nothing to export: fix the model or the checklist, or lower check.floors")
     log.info("select: %s (val macro-F1 %.4f, %s) %s", best, chosen.val.macro_f1, why, reason)
