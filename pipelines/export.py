@@ -99,7 +99,7 @@ def main() -> None:
     BestRecord(**{**dict(pick), **dict(decision), "champion": None if champion is None else Champion.of(champion, name)}
                ).write(args.metrics / "best.json")
     write_json(args.metrics / "export.json", {"parity": decision.parity.model_dump(), "model": pick.model,
-                                                     "version": decision.registered_version})
+                                              "version": decision.registered_version})
     if champion is None:
         raise NothingToServeError(f"nothing to serve: {pick.model} was not promoted ({decision.reason}) and '{name}' "
                                   f"has no {ALIAS} yet (see metrics/best.json)")

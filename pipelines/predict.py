@@ -257,10 +257,8 @@ class CsvWriter:
         pd.DataFrame(columns=columns).to_csv(self.handle, sep=sep, index=False, lineterminator="\n")
 
     def write(self, batch: pd.DataFrame, added: list[str], labels: list[str], scores: np.ndarray) -> None:
-        out = batch.copy(deep=False)
-        out[added[0]] = labels
-        for j, name in enumerate(added[1:]):
-            out[name] = scores[:, j]  # float32: written in its shortest exact form, NaN as an empty cell
+        # float32 scores are written in their shortest exact form, NaN as an empty cell.
+        out = batch.assign(**dict(zip(added, [labels, *scores.T], strict=True)))
         out.to_csv(self.handle, sep=self.sep, header=False, index=False, lineterminator="\n")
 
     def close(self) -> None:
