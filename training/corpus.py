@@ -45,10 +45,9 @@ def read_builtin() -> RawCorpus:
         for line in _lines(root.joinpath(f"{label}.txt").read_bytes()):
             try:
                 texts.append(line.decode("utf-8"))
+                labels.append(label)
             except UnicodeDecodeError:
                 unreadable += 1
-                continue
-            labels.append(label)
     return RawCorpus(pd.DataFrame({"text": texts, "label": labels}), unreadable, BUILTIN_SOURCE)
 
 
