@@ -211,9 +211,7 @@ class ParquetReader:
         self.path, self.chunk_size = path, chunk_size
         with reading(path):
             self.file = pq.ParquetFile(path)
-        self.schema = self.file.schema_arrow
-        self.columns = list(self.schema.names)
-        self.rows = self.file.metadata.num_rows
+        self.columns = list(self.file.schema_arrow.names)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         with reading(self.path):
@@ -236,7 +234,7 @@ def count_rows(reader: CsvReader | JsonlReader | ParquetReader) -> int | None:
     """Rows for the progress bar: Parquet metadata, else one fast pass counting newlines (CSV fields that span
     lines make this an upper bound; the bar is corrected at the end)."""
     if isinstance(reader, ParquetReader):
-        return reader.rows
+        return reader.file.metadata.num_rows
     lines, last = 0, b"\n"
     with reader.path.open("rb") as raw:
         while block := raw.read(1 << 20):
@@ -297,7 +295,7 @@ class ParquetWriter:
 
 def open_writer(path: Path, fmt: str, reader: Any, added: list[str]) -> CsvWriter | JsonlWriter | ParquetWriter:
     if fmt == "parquet":
-        return ParquetWriter(path, reader.schema, added)
+        return ParquetWriter(path, reader.file.schema_arrow, added)
     if fmt == "jsonl":
         return JsonlWriter(path)
     return CsvWriter(path, reader.sep, [*reader.columns, *added])

@@ -83,8 +83,7 @@ def main() -> None:
     texts = pd.read_parquet(args.data / "train.parquet")["text"].tolist()  # never val or test
     corpora, language = choose_corpora(params.corpora, texts)
     log.info("pretrain: %s; unlabelled corpora %s", language.reason, corpora or "none")
-    for corpus in read_unlabelled(corpora).values():
-        texts += corpus
+    texts += [text for corpus in read_unlabelled(corpora).values() for text in corpus]
     name = lm_experiment_name(all_params.data.source)
     open_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()

@@ -167,9 +167,8 @@ class Classifier:
 
 
 def documentation_only() -> None:
-    """BentoML answers POST /classify and GET /readyz (its routes come before this mounted app, so this never runs),
-    but its entries for them list neither our statuses nor our error body; a path of the mounted FastAPI app
-    replaces BentoML's entry for that path in /docs.json."""
+    """BentoML answers POST /classify and GET /readyz (its routes come first: this never runs), but its /docs.json
+    entries for them list neither our statuses nor our error body; the mounted FastAPI app's entry replaces them."""
 
 
 VERSION = {"headers": {VERSION_HEADER: {"description": "the model version that answered",

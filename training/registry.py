@@ -145,8 +145,7 @@ def log_bundle_model(run_id: str, bundle: Path, labels: list[str], metrics: dict
             input_example=pd.DataFrame({pyfunc.TEXT_COLUMN: list(EXAMPLE_TEXTS)}),
             model_type="text-classifier", tags=tags,
         )
-        datasets = split_datasets(data_dir) if metrics else {}
-        for split, dataset in datasets.items():
+        for split, dataset in (split_datasets(data_dir) if metrics else {}).items():
             split_metrics = {k: v for k, v in metrics.items() if k.startswith(f"{split}_")}
             if split_metrics:  # shown on the model's page, against the dataset it was measured on
                 mlflow.log_metrics(split_metrics, model_id=info.model_id, dataset=dataset)
