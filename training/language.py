@@ -25,11 +25,9 @@ def detect_language(texts: Iterable[str]) -> Language:
     cjk = letters = 0
     for text in texts:
         for ch in text:
-            if _is_cjk(ch):
-                cjk += 1
-                letters += 1
-            elif unicodedata.category(ch).startswith("L"):
-                letters += 1
+            is_cjk = _is_cjk(ch)
+            cjk += is_cjk
+            letters += is_cjk or unicodedata.category(ch).startswith("L")
     if letters == 0:
         return Language("other", 0.0, "the train split has no letters: treated as not Chinese")
     share = cjk / letters
