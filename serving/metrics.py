@@ -25,19 +25,14 @@ class Metrics:
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
 
-        self.request_duration = Histogram(
-            "textclf_request_duration_seconds",
-            "POST /classify latency, from request to last response byte",
-            labelnames=["status"],
-            buckets=LATENCY_BUCKETS,
-        )
+        self.request_duration = Histogram("textclf_request_duration_seconds", "POST /classify latency, from request "
+                                          "to last response byte", ["status"], buckets=LATENCY_BUCKETS)
         self.predictions = Counter("textclf_predictions", "texts classified, by predicted label and the model "
                                    "version that answered", ["label", "version"])
         self.reloads = Counter("textclf_model_reloads", "new releases a worker switched to (swapped) or kept "
                                "out (refused: failed to load, failed its warm-up, or had other labels)", ["outcome"])
-        self.batch_texts = Histogram(
-            "textclf_batch_texts", "texts per adaptive batch scored by the model", buckets=BATCH_BUCKETS
-        )
+        self.batch_texts = Histogram("textclf_batch_texts", "texts per adaptive batch scored by the model",
+                                     buckets=BATCH_BUCKETS)
         self.logged = Counter("textclf_prediction_log_rows", "predictions logged to the store, by outcome "
                               "(written, or dropped because the store failed or the queue was full)", ["outcome"])
         self.feedback = Counter("textclf_feedback_requests", "POST /feedback answers, by status", ["status"])
