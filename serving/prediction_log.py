@@ -79,7 +79,8 @@ class PredictionLogger:
         while True:
             batches = [self._queue.get()]
             time.sleep(self.flush_interval_s)  # gather what arrives meanwhile into the same transaction
-            batches += [self._queue.get_nowait() for _ in range(self._queue.qsize())]  # the only consumer: all there
+            # This thread is the queue's only consumer: every batch qsize() counts is there to take.
+            batches += [self._queue.get_nowait() for _ in range(self._queue.qsize())]
             try:
                 self._write(batches)
             except Exception as exc:

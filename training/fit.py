@@ -32,8 +32,7 @@ CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "train_macro_f1"
 
 
 class EpochHistory(Callback):
-    """Keeps each epoch's train and val metrics and its seconds (Lightning runs validation before
-    on_train_epoch_end)."""
+    """Keeps each epoch's seconds and train and val metrics (Lightning runs validation before on_train_epoch_end)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
