@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -67,9 +67,6 @@ class Check:
         self.figure = None if self.figure is None else float(self.figure)
         self.threshold = None if self.threshold is None else float(self.threshold)
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 def null_auc_sigma(n_ref: int, n_cur: int) -> float:
     """Standard deviation of a random classifier's ROC AUC (Mann-Whitney U under the null)."""
@@ -90,10 +87,9 @@ def text_drift(reference: Sequence[str], current: Sequence[str], seed: int = 0,
         current = [current[i] for i in rng.choice(len(current), TEXT_CURRENT_ROWS, replace=False)]
     if len(ref) > max(len(current), TEXT_REFERENCE_ROWS):
         ref = [ref[i] for i in rng.choice(len(ref), max(len(current), TEXT_REFERENCE_ROWS), replace=False)]
-    texts = ref + list(current)
     y = np.r_[np.zeros(len(ref)), np.ones(len(current))]
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    x = vectorizer.fit_transform(texts)
+    x = vectorizer.fit_transform(ref + list(current))
     classifier = LogisticRegression(C=1.0, max_iter=1000, class_weight="balanced")
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     scores = cross_val_predict(classifier, x, y, cv=folds, method="decision_function")

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from serving.contract import score_column
-from serving.store import Store
+from serving.store import FEEDBACK_COLUMNS, Store
 from training.cleaning import normalise
 
 SNAPSHOT = Path("data/feedback/feedback.parquet")
@@ -28,8 +28,7 @@ def iso(epoch: float) -> str:
 
 def feedback_frame(store: Store) -> pd.DataFrame:
     """Every feedback row with the text it labels, times as ISO-8601 UTC."""
-    frame = pd.DataFrame(store.feedback(), columns=["id", "text", "text_sha256", "label", "predicted",
-                                                    "model_version", "created", "updated"])
+    frame = pd.DataFrame(store.feedback(), columns=list(FEEDBACK_COLUMNS))
     for column in ("created", "updated"):
         frame[column] = [iso(t) for t in frame[column]]
     return frame[EXPORT_COLUMNS]
@@ -74,7 +73,7 @@ def write_snapshot(store: Store, path: Path = SNAPSHOT) -> Snapshot:
     has_text = frame["text"].notna() & (frame["text"] != "")
     path.parent.mkdir(parents=True, exist_ok=True)
     kept = frame[has_text].sort_values(["created", "id"]).reset_index(drop=True)
-    kept[["id", "text", "label", "predicted", "model_version", "created", "updated"]].to_parquet(path, index=False)
+    kept.drop(columns="text_sha256").to_parquet(path, index=False)  # the snapshot has the texts themselves
     return Snapshot(path, len(kept), int((~has_text).sum()))
 
 
@@ -84,10 +83,10 @@ class Merged:
     counts: dict[str, int]
 
 
-def merge_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame, normalise) -> Merged:
+def merge_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame) -> Merged:
     """Corpus rows (text, label) plus feedback rows; a feedback label wins over a corpus label for the same text.
 
-    Texts are compared after `normalise` (the cleaning step's), so the same review typed with full-width
+    Texts are compared after the cleaning step's `normalise`, so the same review typed with full-width
     punctuation still counts as the same text. For a text labelled twice in feedback the latest label wins."""
     fb = feedback.assign(key=feedback["text"].map(normalise))
     fb = fb[fb["key"] != ""].sort_values("updated").drop_duplicates("key", keep="last")

@@ -29,43 +29,35 @@ code{background:#f5f7fa;padding:0 .2rem}
 """
 
 
-def _figure_uri(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
+def _axes() -> Any:
+    from matplotlib.figure import Figure  # not pyplot: no backend to pick, no figure left open
 
-    plt.close(fig)
+    return Figure(figsize=(4.2, 2.8)).subplots()
+
+
+def _figure_uri(ax: Any, title: str) -> str:
+    """The axes' figure, titled and with its legend, as a PNG data URI."""
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    buffer = io.BytesIO()
+    ax.figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _histogram(title: str, reference: Sequence[float], current: Sequence[float], bins: np.ndarray) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    ax = _axes()
     ax.hist(reference, bins=bins, density=True, alpha=0.55, label="reference", color="#3e7cb1")
     ax.hist(current, bins=bins, density=True, alpha=0.55, label="window", color="#e4572e")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return _figure_uri(fig)
+    return _figure_uri(ax, title)
 
 
 def _bars(title: str, labels: Sequence[str], reference: dict[str, float], current: dict[str, float]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     x = np.arange(len(labels))
-    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    ax = _axes()
     ax.bar(x - 0.2, [reference[k] for k in labels], 0.4, label="train labels", color="#3e7cb1")
     ax.bar(x + 0.2, [current[k] for k in labels], 0.4, label="predicted (window)", color="#e4572e")
     ax.set_xticks(x, labels)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    return _figure_uri(fig)
+    return _figure_uri(ax, title)
 
 
 def _fmt(value: Any) -> str:

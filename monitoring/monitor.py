@@ -7,23 +7,14 @@ held-out texts show the confidence and the unknown words a healthy window should
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from monitoring.drift import (
-    DEFAULT_THRESHOLDS,
-    MIN_ROWS,
-    Check,
-    Thresholds,
-    label_drift,
-    numeric_drift,
-    text_drift,
-    unk_drift,
-)
+from monitoring import drift
 from monitoring.window import Window
 from serving.contract import UNK_ID
 from serving.prediction_log import token_stats
@@ -63,28 +54,26 @@ def load_reference(data_dir: Path, predictor: Any) -> Reference:
 
 
 def run_checks(reference: Reference, rows: list[Prediction],
-               thresholds: Thresholds = DEFAULT_THRESHOLDS) -> list[Check]:
+               thresholds: drift.Thresholds = drift.DEFAULT_THRESHOLDS) -> list[drift.Check]:
     # The train split was normalised (NFKC, one space) in preprocess; traffic arrives raw. Normalise it the
     # same way, or full-width punctuation alone would tell the two apart.
     texts = [normalise(p.text) for p in rows if p.text]
-    checks = []
-    if len(texts) >= MIN_ROWS:
-        checks.append(text_drift(reference.texts, texts, thresholds=thresholds))
+    if len(texts) >= drift.MIN_ROWS:
+        text = drift.text_drift(reference.texts, texts, thresholds=thresholds)
     else:
-        checks.append(Check("text", None, None, False, "domain classifier ROC AUC",
-                            {"skipped": f"{len(texts)} texts logged in the window (texts logged as hashes with "
-                                        f"TEXTCLF_LOG_TEXTS=false are not compared); needs at least {MIN_ROWS}"}))
-    checks.append(label_drift(reference.labels, [p.label for p in rows], reference.model_labels, thresholds))
-    checks.append(numeric_drift("confidence", reference.confidence, [p.score for p in rows],
-                                "top-label probability vs the model on the test split", thresholds))
-    checks.append(numeric_drift("length", reference.n_chars, [p.n_chars for p in rows], "characters per text",
-                                thresholds))
-    checks.append(unk_drift(reference.n_tokens, reference.n_unk, [p.n_tokens for p in rows], [p.n_unk for p in rows],
-                            thresholds))
-    return checks
+        text = drift.Check("text", None, None, False, "domain classifier ROC AUC",
+                           {"skipped": f"{len(texts)} texts logged in the window (texts logged as hashes with "
+                                       f"TEXTCLF_LOG_TEXTS=false are not compared); needs at least {drift.MIN_ROWS}"})
+    return [text, drift.label_drift(reference.labels, [p.label for p in rows], reference.model_labels, thresholds),
+            drift.numeric_drift("confidence", reference.confidence, [p.score for p in rows],
+                                "top-label probability vs the model on the test split", thresholds),
+            drift.numeric_drift("length", reference.n_chars, [p.n_chars for p in rows], "characters per text",
+                                thresholds),
+            drift.unk_drift(reference.n_tokens, reference.n_unk, [p.n_tokens for p in rows],
+                            [p.n_unk for p in rows], thresholds)]
 
 
-def summarise(span: Window, rows: list[Prediction], checks: list[Check],
+def summarise(span: Window, rows: list[Prediction], checks: list[drift.Check],
               queue: list[dict[str, Any]]) -> dict[str, Any]:
     """What metrics/monitor.json holds; `queue` is feedback_data.review_queue's for the same window."""
     versions = sorted({f"{p.model_name} {p.model_version}" for p in rows})
@@ -94,7 +83,7 @@ def summarise(span: Window, rows: list[Prediction], checks: list[Check],
         "models": versions,
         "drift_detected": any(c.drifted for c in checks),
         "drifted": [c.name for c in checks if c.drifted],
-        "checks": {c.name: c.as_dict() for c in checks},
+        "checks": {c.name: asdict(c) for c in checks},
         "review_queue": queue,
     }
 

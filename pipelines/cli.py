@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from serving.store import StoreError
 from training.tracking import TrackingError
@@ -20,11 +21,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Errors a user can cause: shown as one line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, TrackingError, StoreError)
+FOLDERS = {"data": "data/processed", "models": "models", "metrics": "metrics"}  # where the stages hand over
 
 
-def parser(description: str) -> argparse.ArgumentParser:
+def parser(description: str, *folders: str) -> argparse.ArgumentParser:
+    """--params, and a --<folder> option for each of `folders` (FOLDERS' names), defaulting to its usual place."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    for folder in folders:
+        p.add_argument(f"--{folder}", type=Path, default=FOLDERS[folder])
     return p
 
 

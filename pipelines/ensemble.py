@@ -26,15 +26,7 @@ from training.cost import serving_cost
 from training.ensemble import AveragedProbabilities, load_ensemble
 from training.evaluation import predict_proba, score
 from training.textdata import TextData
-from training.tracking import (
-    check_reachable,
-    ensure_experiment,
-    experiment_name,
-    log_splits,
-    quiet_mlflow,
-    run_tags,
-    tracking_uri,
-)
+from training.tracking import experiment_name, log_splits, open_experiment, run_tags, tracking_uri
 
 log = logging.getLogger("textclf.ensemble")
 
@@ -82,29 +74,27 @@ def score_members(members: dict[str, torch.nn.Module], data: TextData) -> tuple[
     return probs, {m: serving_cost(model, data.tokenizer, texts) for m, model in members.items()}
 
 
-def open_run(runs: dict[str, str], data_dir: Path, source: str) -> str:
-    """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there)."""
-    quiet_mlflow()
-    check_reachable(tracking_uri())
-    experiment_id = ensure_experiment(experiment_name(source))
+def open_run(choice: dict, runs: dict[str, str], data_dir: Path, source: str) -> str:
+    """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there), with
+    the reason and the subsets' table where the MLflow UI shows them."""
+    experiment_id = open_experiment(experiment_name(source))
     client = mlflow.MlflowClient(tracking_uri())
     tags = {**run_tags(ENSEMBLE, str(data_dir)), **{f"member.{m}": run_id for m, run_id in runs.items()}}
     run_id = client.create_run(experiment_id, run_name=ENSEMBLE, tags=tags).info.run_id
     client.log_param(run_id, "members", ",".join(runs))
     client.log_param(run_id, "combination", "mean of the members' probabilities, temperature-scaled")
     log_splits(client, run_id, str(data_dir))
+    client.set_tag(run_id, "members_chosen_because", choice["why"][:5000])
+    client.log_dict(run_id, choice, "ensemble/subsets.json")
     client.set_terminated(run_id)
     return run_id
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--models", default="models")
-    p.add_argument("--data", default="data/processed")
-    p.add_argument("--metrics", default="metrics")
+    p = parser(__doc__, "models", "data", "metrics")
     args = p.parse_args()
     params = load_params(args.params)
-    trained, models_dir, data_dir = list(params.train.models), Path(args.models), Path(args.data)
+    trained, models_dir, data_dir = list(params.train.models), args.models, args.data
     runs = member_runs(models_dir, trained)
     everything, labels = load_ensemble(models_dir, trained)
     tp = params.train.trainer
@@ -114,21 +104,11 @@ def main() -> None:
     choice = choose_members(probs, target, data.labels, costs, params.select.tolerance)
     members = choice["members"]
     model = AveragedProbabilities([everything.members[trained.index(m)] for m in members]).eval()
-    run_id = open_run({m: runs[m] for m in members}, data_dir, params.data.source)
+    run_id = open_run(choice, {m: runs[m] for m in members}, data_dir, params.data.source)
     log.info("ensemble: %s averaged (%s), MLflow run %s", ", ".join(members), choice["why"], run_id)
-    log_choice(run_id, choice)
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
                "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
-    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, Path(args.metrics),
-           data)
-
-
-def log_choice(run_id: str, choice: dict) -> None:
-    """The subsets' table and the reason on the ensemble's run, where the MLflow UI shows them."""
-    client = mlflow.MlflowClient(tracking_uri())
-    client.set_tag(run_id, "members_chosen_because", choice["why"][:5000])
-    client.log_dict(run_id, {k: choice[k] for k in ("members", "why", "member_cost_ms_per_text", "subsets")},
-                    "ensemble/subsets.json")
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, args.metrics, data)
 
 
 if __name__ == "__main__":

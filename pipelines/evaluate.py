@@ -8,7 +8,6 @@ Without a checklist for the dataset the stage says so and the model passes the b
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import MODEL_NAMES, load_params
@@ -17,17 +16,14 @@ from training.ensemble import load_member
 
 
 def main() -> None:
-    p = parser(__doc__)
+    p = parser(__doc__, "data", "models", "metrics")
     p.add_argument("--model", required=True, choices=MODEL_NAMES)
-    p.add_argument("--data", default="data/processed")
-    p.add_argument("--models", default="models")
-    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     params = load_params(args.params)
-    folder = Path(args.models) / args.model
+    folder = args.models / args.model
     model, labels = load_member(folder)
     run_id = json.loads((folder / "train.json").read_text())["mlflow_run_id"]
-    assess(Candidate(args.model, model, labels, run_id), params, Path(args.data), Path(args.metrics))
+    assess(Candidate(args.model, model, labels, run_id), params, args.data, args.metrics)
 
 
 if __name__ == "__main__":

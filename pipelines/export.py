@@ -84,26 +84,22 @@ def build_bundle(pick: CandidateRecord, models: Path, data: Path, staged: Path, 
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/processed")
-    p.add_argument("--models", default="models")
+    p = parser(__doc__, "data", "models", "metrics")
     p.add_argument("--out", default="artifacts/bundle")
-    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     all_params = load_params(args.params)
     quiet_mlflow()
     client = mlflow.MlflowClient(tracking_uri())
     mlflow.set_tracking_uri(tracking_uri())
-    pick = CandidateRecord.read(Path(args.metrics) / "candidate.json")
+    pick = CandidateRecord.read(args.metrics / "candidate.json")
     name, out = pick.registered_model, Path(args.out)
     with tempfile.TemporaryDirectory() as tmp:
-        decision = export_candidate(client, all_params, pick, Path(tmp) / "bundle", Path(args.models),
-                                    Path(args.data), out)
+        decision = export_candidate(client, all_params, pick, Path(tmp) / "bundle", args.models, args.data, out)
     champion = current_champion(client, name)
     BestRecord(**{**dict(pick), **dict(decision), "champion": None if champion is None else Champion.of(champion, name)}
-               ).write(Path(args.metrics) / "best.json")
-    write_json(Path(args.metrics) / "export.json", {"parity": decision.parity.model_dump(), "model": pick.model,
-                                                     "version": decision.registered_version})
+               ).write(args.metrics / "best.json")
+    write_json(args.metrics / "export.json", {"parity": decision.parity.model_dump(), "model": pick.model,
+                                              "version": decision.registered_version})
     if champion is None:
         raise NothingToServeError(f"nothing to serve: {pick.model} was not promoted ({decision.reason}) and '{name}' "
                                   f"has no {ALIAS} yet (see metrics/best.json)")
@@ -174,8 +170,7 @@ def register_version(client, pick: CandidateRecord, staged: Path, run_data, data
             "test_macro_f1": str(pick.test.macro_f1), "onnx_sha256": onnx_sha, "fingerprint": print_,
             PARITY_TAG: f"{parity:.3g}", "temperature": str(pick.calibration.temperature),
             "test_ece": str(pick.calibration.test_ece)}
-    info = log_bundle_model(run_id, staged, list(read_meta(staged).labels), metrics,
-                            data, tags)
+    info = log_bundle_model(run_id, staged, list(read_meta(staged).labels), metrics, data, tags)
     version = register(name, info.model_uri, tags)
     stamp(staged, version=str(version.version), model_uri=f"models:/{name}/{version.version}")
     return version

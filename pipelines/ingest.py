@@ -11,7 +11,6 @@ import pandas as pd
 from monitoring.feedback_data import SNAPSHOT, merge_feedback
 from pipelines.cli import parser, run
 from pipelines.params import DataParams, load_params
-from training.cleaning import normalise
 from training.corpus import read_corpus
 from training.jsonio import write_json
 
@@ -27,7 +26,7 @@ def main() -> None:
     corpus = read_corpus(data.source, data.text_column, data.label_column)
     frame, feedback = corpus.frame, None
     if use_feedback(data, args.feedback):
-        merged = merge_feedback(frame, pd.read_parquet(args.feedback), normalise)
+        merged = merge_feedback(frame, pd.read_parquet(args.feedback))
         frame, feedback = merged.frame, {"snapshot": str(args.feedback), **merged.counts}
         log.info("ingest: feedback from %s: %s", args.feedback, merged.counts)
     out = Path(args.out)

@@ -17,7 +17,6 @@ from monitoring.drift import Thresholds
 
 MODEL_NAMES = ("textrnn", "rcnn", "bilstm", "tfidf")  # tfidf: the n-gram baseline, fitted by scikit-learn
 ENSEMBLE = "ensemble"  # the candidate made of the trained models' averaged probabilities
-DEFAULT_MODELS = ("textrnn", "rcnn", "bilstm", "tfidf")  # the three recurrent models and the n-gram baseline
 DEFAULT_PARAMS = Path("params.yaml")
 
 
@@ -128,34 +127,28 @@ class NgramParams(Strict):
 
 
 class RecurrentParams(NgramParams):
+    """What the three recurrent models share: the embedding, the recurrent encoder and its input length."""
+
+    embedding_dim: int = Field(128, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    dropout: float = Field(0.5, ge=0, lt=1)
     recurrent_max_len: int = Field(
         128, ge=0, description="the recurrent encoder reads a text's first N tokens, the n-gram path all; 0: all")
 
 
 class TextRNNParams(RecurrentParams):
     cell: Cell = "lstm"
-    embedding_dim: int = Field(128, ge=1)
-    hidden_size: int = Field(128, ge=1)
-    num_layers: int = Field(1, ge=1)
     bidirectional: bool = True
-    dropout: float = Field(0.5, ge=0, lt=1)
     fc_hidden: int = Field(128, ge=1)
 
 
 class RCNNParams(RecurrentParams):
     cell: Cell = "lstm"
-    embedding_dim: int = Field(128, ge=1)
-    hidden_size: int = Field(128, ge=1)
-    num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.5, ge=0, lt=1)
     projection_size: int = Field(128, ge=1)
 
 
 class BiLSTMParams(RecurrentParams):
-    embedding_dim: int = Field(128, ge=1)
-    hidden_size: int = Field(128, ge=1)
-    num_layers: int = Field(1, ge=1)
-    dropout: float = Field(0.5, ge=0, lt=1)
     attention_size: int = Field(128, ge=1)
 
 
@@ -178,7 +171,7 @@ ModelParams = TextRNNParams | RCNNParams | BiLSTMParams | TfidfParams
 
 
 class TrainParams(Strict):
-    models: list[str] = Field(list(DEFAULT_MODELS), min_length=1,
+    models: list[str] = Field(list(MODEL_NAMES), min_length=1,
                               description="the models the pipeline trains; select chooses among them and "
                               "their ensemble")
     trainer: TrainerParams = TrainerParams()
@@ -267,22 +260,18 @@ class ParamsError(ValueError):
     """A params.yaml problem, worded for the user: which key, what was wrong, what is allowed."""
 
 
-def _describe(err: ValidationError, prefix: str) -> str:
-    first = err.errors()[0]
-    key = ".".join(str(p) for p in (prefix, *first["loc"]) if p != "")
-    if first["type"] == "extra_forbidden":
-        return f"params.yaml: unknown key '{key}'; remove it or fix its spelling"
-    allowed = first.get("ctx", {}).get("expected")
-    hint = f" (allowed: {allowed})" if allowed else ""
-    return f"params.yaml: '{key}': {first['msg']}{hint}"
-
-
 def parse_params(raw: dict[str, Any] | None) -> Params:
     """Validate a params mapping, raising ParamsError with one line naming the bad key."""
     try:
         return Params.model_validate(raw or {})
     except ValidationError as err:
-        raise ParamsError(_describe(err, "")) from None
+        first = err.errors()[0]
+        key = ".".join(map(str, first["loc"]))
+        if first["type"] == "extra_forbidden":
+            raise ParamsError(f"params.yaml: unknown key '{key}'; remove it or fix its spelling") from None
+        allowed = first.get("ctx", {}).get("expected")
+        hint = f" (allowed: {allowed})" if allowed else ""
+        raise ParamsError(f"params.yaml: '{key}': {first['msg']}{hint}") from None
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:

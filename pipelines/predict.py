@@ -118,16 +118,6 @@ def load_model(model: str, threads: int = 0) -> OnnxPredictor:
         raise ValueError(str(exc)) from exc
 
 
-def output_columns(labels: Sequence[str]) -> list[str]:
-    return ["label", *score_columns(labels)]
-
-
-def check_text_column(path: Path, columns: Sequence[str], text_column: str) -> None:
-    if text_column not in columns:
-        raise ValueError(f"input {path} has no column '{text_column}'; its columns are {list(columns)}; "
-                         "pass --text-column NAME")
-
-
 def check_clash(path: Path, columns: Sequence[str], added: Sequence[str]) -> None:
     clash = [name for name in added if name in columns]
     if clash:
@@ -221,9 +211,7 @@ class ParquetReader:
         self.path, self.chunk_size = path, chunk_size
         with reading(path):
             self.file = pq.ParquetFile(path)
-        self.schema = self.file.schema_arrow
-        self.columns = list(self.schema.names)
-        self.rows = self.file.metadata.num_rows
+        self.columns = list(self.file.schema_arrow.names)
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         with reading(self.path):
@@ -246,7 +234,7 @@ def count_rows(reader: CsvReader | JsonlReader | ParquetReader) -> int | None:
     """Rows for the progress bar: Parquet metadata, else one fast pass counting newlines (CSV fields that span
     lines make this an upper bound; the bar is corrected at the end)."""
     if isinstance(reader, ParquetReader):
-        return reader.rows
+        return reader.file.metadata.num_rows
     lines, last = 0, b"\n"
     with reader.path.open("rb") as raw:
         while block := raw.read(1 << 20):
@@ -267,10 +255,8 @@ class CsvWriter:
         pd.DataFrame(columns=columns).to_csv(self.handle, sep=sep, index=False, lineterminator="\n")
 
     def write(self, batch: pd.DataFrame, added: list[str], labels: list[str], scores: np.ndarray) -> None:
-        out = batch.copy(deep=False)
-        out[added[0]] = labels
-        for j, name in enumerate(added[1:]):
-            out[name] = scores[:, j]  # float32: written in its shortest exact form, NaN as an empty cell
+        # float32 scores are written in their shortest exact form, NaN as an empty cell.
+        out = batch.assign(**dict(zip(added, [labels, *scores.T], strict=True)))
         out.to_csv(self.handle, sep=self.sep, header=False, index=False, lineterminator="\n")
 
     def close(self) -> None:
@@ -283,13 +269,10 @@ class JsonlWriter:
 
     def write(self, batch: list[dict[str, Any]], added: list[str], labels: list[str], scores: np.ndarray) -> None:
         # float32 → its shortest decimal form, so 0.9 is written as 0.9, not 0.8999999761581421.
-        texts = scores.astype(str).tolist()
-        lines = []
-        for record, label, row in zip(batch, labels, texts, strict=True):
+        for record, label, row in zip(batch, labels, scores.astype(str).tolist(), strict=True):
             values = [None if value == "nan" else float(value) for value in row]
             out = {**record, **dict(zip(added, [label, *values], strict=True))}
-            lines.append(json.dumps(out, ensure_ascii=False) + "\n")
-        self.handle.writelines(lines)
+            self.handle.write(json.dumps(out, ensure_ascii=False) + "\n")
 
     def close(self) -> None:
         self.handle.close()
@@ -312,7 +295,7 @@ class ParquetWriter:
 
 def open_writer(path: Path, fmt: str, reader: Any, added: list[str]) -> CsvWriter | JsonlWriter | ParquetWriter:
     if fmt == "parquet":
-        return ParquetWriter(path, reader.schema, added)
+        return ParquetWriter(path, reader.file.schema_arrow, added)
     if fmt == "jsonl":
         return JsonlWriter(path)
     return CsvWriter(path, reader.sep, [*reader.columns, *added])
@@ -379,8 +362,8 @@ class Progress:
             self.bar.close()
 
 
-def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added: list[str], progress: Progress,
-           ) -> Tally:
+def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added: list[str],
+           progress: Progress) -> Tally:
     tally = Tally()
     for batch in reader.batches():
         texts = reader.texts(batch, text_column)
@@ -393,10 +376,6 @@ def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added:
     return tally
 
 
-def partial_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.partial-{os.getpid()}")
-
-
 def predict_file(predictor: Scorer, input: str | Path, output: str | Path, text_column: str = "text",
                  chunk_size: int = 10_000, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Score INPUT into OUTPUT (same format) atomically; return the counts. See the module docstring."""
@@ -404,13 +383,15 @@ def predict_file(predictor: Scorer, input: str | Path, output: str | Path, text_
         raise ValueError(f"--chunk-size must be at least 1, got {chunk_size}")
     fmt = check_paths(input, output, overwrite)
     src, dst = Path(input), Path(output)
-    added = output_columns(predictor.labels)
+    added = ["label", *score_columns(predictor.labels)]
     reader = open_reader(src, fmt, chunk_size)
-    if reader.columns or fmt != "jsonl":  # an empty JSONL file has no columns to check and gives an empty output
-        check_text_column(src, reader.columns, text_column)
+    # An empty JSONL file has no columns to check and gives an empty output.
+    if text_column not in reader.columns and (reader.columns or fmt != "jsonl"):
+        raise ValueError(f"input {src} has no column '{text_column}'; its columns are {reader.columns}; "
+                         "pass --text-column NAME")
     check_clash(src, reader.columns, added)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(dst)
+    tmp = dst.with_name(f".{dst.name}.partial-{os.getpid()}")
     bar = Progress(reader, progress)
     done = False
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
@@ -34,8 +35,7 @@ def main() -> None:
         frame.to_parquet(out / f"{name}.parquet", index=False)
     corpora, language = choose_corpora(params.tokenizer_corpora, splits["train"]["text"].tolist())
     log.info("preprocess: %s; tokenizer corpora: %s", language.reason, corpora or "the train split only")
-    unlabelled = read_unlabelled(corpora)
-    vocabulary_texts = itertools.chain(splits["train"]["text"], *unlabelled.values())
+    vocabulary_texts = itertools.chain(splits["train"]["text"], *read_unlabelled(corpora).values())
     kind = params.tokenizer if params.tokenizer != "auto" else "word" if language.language == "zh" else "subword"
     tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len, kind,
                                 params.lowercase)
@@ -45,7 +45,7 @@ def main() -> None:
         "rows_dropped": sum(cleaned.dropped.values()), "dropped": cleaned.dropped, "feedback": ingest.get("feedback"),
         "splits": {name: len(frame) for name, frame in splits.items()},
         "labels": {name: frame["label"].value_counts().sort_index().to_dict() for name, frame in splits.items()},
-        "vocab_size": tokenizer.get_vocab_size(), "language": language.as_dict(), "tokenizer_corpora": corpora,
+        "vocab_size": tokenizer.get_vocab_size(), "language": asdict(language), "tokenizer_corpora": corpora,
         "tokenizer": {"kind": kind, "lowercase": params.lowercase},
     }
     if report["rows_kept"] + report["rows_dropped"] != report["rows_read"]:

@@ -23,15 +23,7 @@ from training.jsonio import write_json
 from training.lm import LanguageModelModule, StreamWindows
 from training.precision import resolve_precision
 from training.tokenizer import file_sha256
-from training.tracking import (
-    check_reachable,
-    ensure_experiment,
-    flatten,
-    lm_experiment_name,
-    quiet_mlflow,
-    run_tags,
-    tracking_uri,
-)
+from training.tracking import flatten, lm_experiment_name, open_experiment, run_tags, tracking_uri
 from training.unlabelled import choose_corpora, read_unlabelled
 
 log = logging.getLogger("textclf.pretrain")
@@ -69,10 +61,8 @@ def fit_direction(stream: torch.Tensor, params: PretrainParams, vocab_size: int,
 
 
 def main() -> None:
-    p = parser(__doc__)
-    p.add_argument("--data", default="data/processed")
+    p = parser(__doc__, "data", "metrics")
     p.add_argument("--out", default="models/lm")
-    p.add_argument("--metrics", default="metrics")
     args = p.parse_args()
     all_params: Params = load_params(args.params)
     params = all_params.pretrain
@@ -84,21 +74,18 @@ def main() -> None:
         for stale in (out / "lm.pt", out / "samples-forward.txt", out / "samples-backward.txt"):
             stale.unlink(missing_ok=True)
         marker.write_text("pretrain.enabled is false in params.yaml: no language model was trained.\n")
-        write_json(Path(args.metrics) / "lm.json", {"enabled": False})
+        write_json(args.metrics / "lm.json", {"enabled": False})
         return
     marker.unlink(missing_ok=True)
-    tokenizer_path = Path(args.data) / "tokenizer.json"
+    tokenizer_path = args.data / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()  # the stream is contiguous; max_len is for classification only
-    texts = pd.read_parquet(Path(args.data) / "train.parquet")["text"].tolist()  # never val or test
+    texts = pd.read_parquet(args.data / "train.parquet")["text"].tolist()  # never val or test
     corpora, language = choose_corpora(params.corpora, texts)
     log.info("pretrain: %s; unlabelled corpora %s", language.reason, corpora or "none")
-    for corpus in read_unlabelled(corpora).values():
-        texts += corpus
-    quiet_mlflow()
-    check_reachable(tracking_uri())
+    texts += [text for corpus in read_unlabelled(corpora).values() for text in corpus]
     name = lm_experiment_name(all_params.data.source)
-    ensure_experiment(name)
+    open_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()
     states = {}
     forward_stream = token_stream(tokenizer, texts, params.max_tokens)  # tokenised once, read both ways
@@ -117,7 +104,7 @@ def main() -> None:
     result["seconds"] = round(time.perf_counter() - start, 1)
     torch.save({**states, "config": params.model_dump(), "tokenizer_sha256": file_sha256(tokenizer_path),
                 "vocab_size": tokenizer.get_vocab_size()}, out / "lm.pt")
-    write_json(Path(args.metrics) / "lm.json", result)
+    write_json(args.metrics / "lm.json", result)
 
 
 def directions(params: Params) -> tuple[str, ...]:

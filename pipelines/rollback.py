@@ -93,17 +93,15 @@ def checked_bundle(name: str, target: ModelVersion, dst: str, channel: Path) -> 
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__)
+    p = parser(__doc__, "metrics")
     p.add_argument("--to", type=int, metavar="N",
                    help="the registered version to serve (default: the previous champion)")
     p.add_argument("--bundle", default="artifacts/bundle")
-    p.add_argument("--metrics", default="metrics")
     p.add_argument("--bento-record", default="artifacts/bento_model.json")
     args = p.parse_args()
     params = load_params(args.params)
     name = params.select.registered_model_name
-    # A registry that is down should be a quick refusal, not minutes of retries.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    # A registry that is down should be a quick refusal (quiet_mlflow allows one retry), not minutes of waiting.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     quiet_mlflow()
     mlflow.set_tracking_uri(tracking_uri())
@@ -128,7 +126,7 @@ def commit(client, name: str, target: ModelVersion, current: ModelVersion | None
             client.set_model_version_tag(name, before, ROLLED_BACK_TAG, at)
         replace_dir(bundle, Path(args.bundle))
         record = deploy(Path(args.bundle), params.package, Path(args.bento_record), reason)
-        record_in_best(Path(args.metrics) / "best.json", name, target, before, at, reason)
+        record_in_best(args.metrics / "best.json", name, target, before, at, reason)
     except Exception as err:
         raise RollbackError(f"{name}@{ALIAS} is v{version} now, but publishing it failed ({err!r}); rerun "
                             f"`python -m pipelines.rollback --to {version}` to finish") from err

@@ -11,7 +11,6 @@ champion yet, the stage fails, so the pipeline stops before export.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pipelines.cli import parser, run
 from pipelines.params import load_params
@@ -33,9 +32,8 @@ def choose(records: dict[str, CheckRecord], tolerance: float = 0.0) -> tuple[str
 
     Returns (model, None, why chosen), or (best by val, why none passes, why) when every candidate is below a floor.
     """
-    passing = [m for m, r in records.items() if r.passed]
-    if passing:
-        options = [Option(m, records[m].val.macro_f1, records[m].cost_ms_per_text) for m in passing]
+    options = [Option(m, r.val.macro_f1, r.cost_ms_per_text) for m, r in records.items() if r.passed]
+    if options:
         chosen, why = cheapest_within(options, tolerance)
         return chosen.name, None, why
     ranked = sorted(records, key=lambda m: records[m].val.macro_f1, reverse=True)
@@ -55,14 +53,12 @@ def failed_cases(record: CheckRecord, limit: int = 8) -> str:
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__)
-    p.add_argument("--metrics", default="metrics")
-    p.add_argument("--data", default="data/processed")
+    p = parser(__doc__, "metrics", "data")
     args = p.parse_args()
     all_params = load_params(args.params)
     params, candidates = all_params.select, all_params.train.candidates
     quiet_mlflow()
-    records = {c: CheckRecord.read(Path(args.metrics) / "checks" / f"{c}.json") for c in candidates}
+    records = {c: CheckRecord.read(args.metrics / "checks" / f"{c}.json") for c in candidates}
     best, behaviour, why = choose(records, params.tolerance)
     chosen, digest = records[best], data_hash(args.data)
     champion = current_champion(mlflow.MlflowClient(tracking_uri()), params.registered_model_name)
@@ -77,7 +73,7 @@ def main() -> None:
         chosen_because=why, run_id=chosen.mlflow_run_id, gate_passed=promoted, reason=reason, data_hash=digest,
         registered_model=params.registered_model_name, champion=None if champion is None else Champion.of(champion),
         candidates={m: records[m].standing() for m in candidates},
-    ).write(Path(args.metrics) / "candidate.json")
+    ).write(args.metrics / "candidate.json")
     if behaviour is not None and champion is None:
         raise NoCandidateError(f"{reason}. Nothing to export: fix the model or the checklist, or lower check.floors")
     log.info("select: %s (val macro-F1 %.4f, %s) %s", best, chosen.val.macro_f1, why, reason)

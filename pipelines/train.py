@@ -12,16 +12,7 @@ from pipelines.params import MODEL_NAMES, Params, load_params
 from training.datamodule import TextDataModule
 from training.fit import fit_model, write_curves
 from training.jsonio import write_json
-from training.tracking import (
-    check_reachable,
-    ensure_experiment,
-    experiment_name,
-    flatten,
-    log_splits,
-    quiet_mlflow,
-    run_tags,
-)
-from training.tracking import tracking_uri as current_tracking_uri
+from training.tracking import experiment_name, flatten, log_splits, open_experiment, run_tags, tracking_uri
 from training.transfer import load_lm_bundle
 
 log = logging.getLogger("textclf.train")
@@ -29,12 +20,10 @@ log = logging.getLogger("textclf.train")
 
 def mlflow_logger(model: str, params: Params, data_dir: Path) -> MLFlowLogger:
     """A run in the dataset's experiment, tagged with commit, data hash and model, with every param."""
-    quiet_mlflow()
-    uri = current_tracking_uri()
-    check_reachable(uri)
     name = experiment_name(params.data.source)
-    ensure_experiment(name)
-    logger = MLFlowLogger(experiment_name=name, tracking_uri=uri, run_name=model, tags=run_tags(model, data_dir))
+    open_experiment(name)
+    logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=model,
+                          tags=run_tags(model, data_dir))
     relevant = {"data": params.data.model_dump(), "preprocess": params.preprocess.model_dump(),
                 "train": {"trainer": params.train.trainer.model_dump(), model: params.train.model(model).model_dump()}}
     logger.log_hyperparams(flatten(relevant))
@@ -51,8 +40,7 @@ def main() -> None:
     p.add_argument("--lm", default="models/lm", help="the pretrain stage's output folder")
     args = p.parse_args()
     all_params = load_params(args.params)
-    params = all_params.train
-    tp, model_params = params.trainer, params.model(args.model)
+    tp, model_params = all_params.train.trainer, all_params.train.model(args.model)
     data = TextDataModule(args.data, Path(args.data) / "tokenizer.json", tp.batch_size,
                           tp.bucket_batches, tp.pad_to_max_len, tp.seed, tp.sentence_views)
     out = Path(args.out) / args.model
@@ -73,12 +61,11 @@ def main() -> None:
         return
     curves = Path(args.metrics) / "curves" / f"{args.model}.csv"
     write_curves(result.history, curves)
-    summary = {
+    write_json(out / "train.json", {
         "model": args.model, "best_val_macro_f1": round(result.best_val_macro_f1, 6),
         "epochs": len(result.history), "epoch_seconds": [round(s, 2) for s in result.epoch_seconds],
         "mlflow_run_id": logger.run_id, "mlflow_experiment_id": logger.experiment_id,
-    }
-    write_json(out / "train.json", summary)
+    })
     client = logger.experiment
     # The checkpoint travels with its tokenizer, so a later export can rebuild the bundle from the run alone.
     client.log_artifact(logger.run_id, str(result.best_checkpoint), "checkpoint")

@@ -48,23 +48,15 @@ class ServingConfig(BaseSettings):
     log_flush_interval_s: float = Field(0.2, gt=0, le=10, description="how often logged predictions are written")
 
 
-class _Variables(EnvSettingsSource):
-    """The `TEXTCLF_*` variables of a given mapping: os.environ, or what a test passes."""
-
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self.environ = environ
-        super().__init__(ServingConfig)
-
-    def _load_env_vars(self) -> Mapping[str, str | None]:
-        return parse_env_vars(self.environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
-
-
 def load_config(environ: Mapping[str, str] | None = None) -> ServingConfig:
-    """Build the config from `TEXTCLF_<FIELD>` variables only (no .env file, no secrets folder); a bad value is a
-    one-line error naming the variable."""
+    """Build the config from `TEXTCLF_<FIELD>` variables only (no .env file, no secrets folder) of `environ`
+    (default: os.environ); a bad value is a one-line error naming the variable."""
     env = os.environ if environ is None else environ
+    variables = EnvSettingsSource(ServingConfig)
+    variables.env_vars = parse_env_vars(env, variables.case_sensitive, variables.env_ignore_empty,
+                                        variables.env_parse_none_str)
     try:
-        return ServingConfig(_build_sources=((_Variables(env),), {}))
+        return ServingConfig(_build_sources=((variables,), {}))
     except ValidationError as exc:
         first = exc.errors()[0]
         var = ENV_PREFIX + str(first["loc"][0]).upper()

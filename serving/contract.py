@@ -79,8 +79,11 @@ def read_meta(bundle: Path) -> BundleMeta:
     path = bundle / META_FILE
     try:
         return BundleMeta.model_validate(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:  # ValidationError is a ValueError
-        raise BundleError(f"cannot read {path}: {_first_error(exc)}") from exc
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise BundleError(f"cannot read {path}: '{'.'.join(map(str, error['loc']))}' {error['msg'].lower()}") from exc
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"cannot read {path}: {exc!r}") from exc
 
 
 def write_meta(bundle: Path, meta: BundleMeta) -> None:
@@ -89,17 +92,8 @@ def write_meta(bundle: Path, meta: BundleMeta) -> None:
     (bundle / META_FILE).write_text(text + "\n", encoding="utf-8")
 
 
-def _first_error(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        return f"'{'.'.join(str(p) for p in error['loc'])}' {error['msg'].lower()}"
-    return repr(exc)
-
-
 def encode(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
     """Token ids per text (a `tokenizers.Tokenizer`); a text with no token becomes [UNK], so no row is empty."""
-    if not texts:
-        return []
     return [enc.ids or [UNK_ID] for enc in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
 
 

@@ -41,14 +41,11 @@ class ErrorMessage(BaseModel):
 
 
 class ApiError(Exception):
-    """An error answer, raised where the problem is found and answered by the route with `response()`."""
+    """An error answer, raised where the problem is found and answered by the route with `error_response`."""
 
     def __init__(self, status: int, error: str, **extra: Any) -> None:
         super().__init__(error)
         self.status, self.error, self.extra = status, error, extra
-
-    def response(self) -> Response:
-        return error_response(self.status, self.error, **self.extra)
 
 
 def error_response(status: int, error: str, headers: Mapping[str, str] | None = None, **extra: Any) -> Response:

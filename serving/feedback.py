@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from serving.config import ServingConfig
 from serving.contract import UNK_ID
-from serving.errors import ApiError, invalid
+from serving.errors import ApiError, error_response, invalid
 from serving.metrics import metrics
 from serving.prediction_log import PredictionLogger
 from serving.schemas import FeedbackRequest
@@ -37,8 +37,8 @@ class FeedbackDesk:
         if config.log_predictions:
             self.prediction_log = PredictionLogger(
                 self.store, UNK_ID, log_texts=config.log_texts, flush_interval_s=config.log_flush_interval_s,
-                on_dropped=lambda n, why: metrics().count_logged("dropped", n),
-                on_written=lambda n: metrics().count_logged("written", n),
+                on_dropped=lambda n, why: metrics().logged.labels(outcome="dropped").inc(n),
+                on_written=lambda n: metrics().logged.labels(outcome="written").inc(n),
             )
 
     def store(self) -> Store:
@@ -63,9 +63,9 @@ class FeedbackDesk:
             request = parse(body, labels)
             receipt = await asyncio.to_thread(self._store_feedback, request.id, request.label)
         except ApiError as exc:
-            metrics().count_feedback(exc.status)
-            return exc.response()
-        metrics().count_feedback(200)
+            metrics().feedback.labels(status=str(exc.status)).inc()
+            return error_response(exc.status, exc.error, **exc.extra)
+        metrics().feedback.labels(status="200").inc()
         return JSONResponse(receipt)
 
     def _store_feedback(self, prediction_id: str, label: str) -> dict[str, Any]:

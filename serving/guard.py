@@ -49,24 +49,20 @@ class RequestGuard:
             return
         # Read the whole body here (also for chunked uploads without Content-Length) so the size limit holds,
         # then replay it to BentoML.
-        chunks: list[bytes] = []
-        size, more = 0, True
+        body, more = bytearray(), True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > self.max_body_bytes:
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
                 await self._too_large(scope, receive, send)
                 return
-            chunks.append(chunk)
             more = message.get("more_body", False)
-        body = b"".join(chunks)
         if not body:
             await error_response(400, "body: empty; send a JSON object")(scope, receive, send)
             return
-        replayed = iter([{"type": "http.request", "body": body, "more_body": False}])
+        replayed = iter([{"type": "http.request", "body": bytes(body), "more_body": False}])
 
         async def replay() -> Message:
             return next(replayed, None) or await receive()

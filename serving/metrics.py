@@ -9,6 +9,7 @@ workers, so /metrics aggregates all of them).
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -24,56 +25,33 @@ class Metrics:
     def __init__(self) -> None:
         from prometheus_client import Counter, Histogram
 
-        self.request_duration = Histogram(
-            "textclf_request_duration_seconds",
-            "POST /classify latency, from request to last response byte",
-            labelnames=["status"],
-            buckets=LATENCY_BUCKETS,
-        )
+        self.request_duration = Histogram("textclf_request_duration_seconds", "POST /classify latency, from request "
+                                          "to last response byte", ["status"], buckets=LATENCY_BUCKETS)
         self.predictions = Counter("textclf_predictions", "texts classified, by predicted label and the model "
                                    "version that answered", ["label", "version"])
         self.reloads = Counter("textclf_model_reloads", "new releases a worker switched to (swapped) or kept "
                                "out (refused: failed to load, failed its warm-up, or had other labels)", ["outcome"])
-        self.batch_texts = Histogram(
-            "textclf_batch_texts", "texts per adaptive batch scored by the model", buckets=BATCH_BUCKETS
-        )
+        self.batch_texts = Histogram("textclf_batch_texts", "texts per adaptive batch scored by the model",
+                                     buckets=BATCH_BUCKETS)
         self.logged = Counter("textclf_prediction_log_rows", "predictions logged to the store, by outcome "
                               "(written, or dropped because the store failed or the queue was full)", ["outcome"])
         self.feedback = Counter("textclf_feedback_requests", "POST /feedback answers, by status", ["status"])
-        self._by_status: dict[int, Any] = {}
-        self._by_label: dict[tuple[str, str], Any] = {}
+        # Label children bound once: labels() per request is a large share of the cost.
+        self._duration = functools.cache(lambda status: self.request_duration.labels(status=str(status)))
+        self._predicted = functools.cache(lambda label, version: self.predictions.labels(label=label, version=version))
 
     def observe_request(self, status: int, seconds: float) -> None:
-        child = self._by_status.get(status)
-        if child is None:  # bind label children once: labels() per request is a large share of the cost
-            child = self._by_status[status] = self.request_duration.labels(status=str(status))
-        child.observe(seconds)
+        self._duration(status).observe(seconds)
 
     def count_labels(self, counts: dict[str, int], version: str) -> None:
         for label, n in counts.items():
-            child = self._by_label.get((label, version))
-            if child is None:
-                child = self._by_label[label, version] = self.predictions.labels(label=label, version=version)
-            child.inc(n)
-
-    def count_reload(self, outcome: str) -> None:
-        self.reloads.labels(outcome=outcome).inc()
-
-    def count_logged(self, outcome: str, n: int) -> None:
-        self.logged.labels(outcome=outcome).inc(n)
-
-    def count_feedback(self, status: int) -> None:
-        self.feedback.labels(status=str(status)).inc()
+            self._predicted(label, version).inc(n)
 
 
-_metrics: Metrics | None = None
-
-
+@functools.cache
 def metrics() -> Metrics:
-    global _metrics
-    if _metrics is None:
-        _metrics = Metrics()
-    return _metrics
+    """This worker's metrics, made on first use."""
+    return Metrics()
 
 
 def render_metrics() -> Response:

@@ -71,25 +71,16 @@ class PredictionLogger:
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Wait until everything submitted so far is written (or dropped); True if it was in time."""
-        deadline = time.monotonic() + timeout_s
-        with self._flushed:
-            while self._queue.unfinished_tasks:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._flushed.wait(min(left, self.flush_interval_s))
-        return True
+        with self._flushed:  # the writer notifies after each transaction
+            return self._flushed.wait_for(lambda: not self._queue.unfinished_tasks, timeout_s)
 
     # -- writer thread ------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
             batches = [self._queue.get()]
             time.sleep(self.flush_interval_s)  # gather what arrives meanwhile into the same transaction
-            while True:
-                try:
-                    batches.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            # This thread is the queue's only consumer: every batch qsize() counts is there to take.
+            batches += [self._queue.get_nowait() for _ in range(self._queue.qsize())]
             try:
                 self._write(batches)
             except Exception as exc:

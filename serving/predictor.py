@@ -32,16 +32,10 @@ __all__ = ["BundleError", "BundleMeta", "OnnxPredictor", "score_rows"]
 def _pick_providers(ort: Any) -> list[str]:
     # CUDAExecutionProvider is listed by onnxruntime-gpu even on machines without a usable GPU or CUDA
     # libraries; creating a session with it then logs a wall of errors, so only offer it when a GPU shows up.
-    available = ort.get_available_providers()
-    if "CUDAExecutionProvider" in available and _cuda_device_present():
+    gpu = os.environ.get("CUDA_VISIBLE_DEVICES") not in ("", "-1") and any(Path("/dev").glob("nvidia[0-9]*"))
+    if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
-
-
-def _cuda_device_present() -> bool:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return False
-    return any(Path("/dev").glob("nvidia[0-9]*"))
 
 
 class OnnxPredictor:
@@ -69,22 +63,18 @@ class OnnxPredictor:
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only: no provider-fallback warnings in the serving log
         self.providers = _pick_providers(ort)
-        try:
-            self.session = self._session(ort, options, self.providers)
-        except Exception as exc:
-            if self.providers[0] == "CPUExecutionProvider":
-                raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc}") from exc
-            # CUDA listed and a device present, but unusable (driver or library mismatch): fall back quietly.
-            logger.info("CUDA provider unusable (%s); using CPU", exc)
-            self.providers = ["CPUExecutionProvider"]
+        while True:
             try:
-                self.session = self._session(ort, options, self.providers)
-            except Exception as exc2:
-                raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc2}") from exc2
+                self.session = ort.InferenceSession(str(self.bundle / MODEL_FILE), sess_options=options,
+                                                    providers=self.providers)
+                break
+            except Exception as exc:
+                if self.providers[0] == "CPUExecutionProvider":
+                    raise BundleError(f"cannot load {self.bundle / MODEL_FILE}: {exc}") from exc
+                # CUDA listed and a device present, but unusable (driver or library mismatch): fall back quietly.
+                logger.info("CUDA provider unusable (%s); using CPU", exc)
+                self.providers = ["CPUExecutionProvider"]
         self._check_io()
-
-    def _session(self, ort: Any, options: Any, providers: list[str]) -> Any:
-        return ort.InferenceSession(str(self.bundle / MODEL_FILE), sess_options=options, providers=providers)
 
     def _check_io(self) -> None:
         inputs = [i.name for i in self.session.get_inputs()]
@@ -109,8 +99,6 @@ class OnnxPredictor:
     def probabilities_of_ids(self, ids: list[list[int]]) -> np.ndarray:
         """Class probabilities of texts already encoded by `encode`."""
         out = np.empty((len(ids), len(self.labels)), dtype=np.float32)
-        if not ids:
-            return out
         # Sort by length and cut into groups: each group pads only to its own longest text. The models are
         # padding-invariant, so this changes speed, never results.
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -123,14 +111,9 @@ class OnnxPredictor:
     def predict_with_ids(self, texts: Sequence[str]) -> tuple[list[dict[str, Any]], list[list[int]]]:
         """`predict`'s answers and each text's token ids (the prediction log counts tokens from them)."""
         ids = self.encode(texts)
-        probs = self.probabilities_of_ids(ids)
-        best = probs.argmax(axis=1)
-        labels = self.labels
-        rows = probs.tolist()
-        return [
-            {"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
-            for k, row in zip(best.tolist(), rows, strict=True)
-        ], ids
+        probs, labels = self.probabilities_of_ids(ids), self.labels
+        return [{"label": labels[k], "score": row[k], "scores": dict(zip(labels, row, strict=True))}
+                for k, row in zip(probs.argmax(axis=1).tolist(), probs.tolist(), strict=True)], ids
 
 
 def score_rows(predictor: Any, values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import Counter
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,7 @@ class Classifier:
         self.classify = type(self).classify.__get__(self, type(self))
         self.desk = FeedbackDesk(CONFIG)
         follow = partial(Follower, interval_s=CONFIG.reload_interval_s, threads=CONFIG.onnx_threads,
-                         on_reload=lambda outcome: metrics().count_reload(outcome))
+                         on_reload=lambda outcome: metrics().reloads.labels(outcome=outcome).inc())
         self.follower = follow(CONFIG.bundle)
         try:
             if CONFIG.bento_model:  # the package stage saved the bundle into the BentoML model store
@@ -134,12 +135,8 @@ class Classifier:
         for answer in results:
             answer.version = version
         self.desk.log((served.predictor.info.model_name, version), ids, texts, scored, token_ids)
-        counts: dict[str, int] = {}
-        for result in scored:
-            counts[result["label"]] = counts.get(result["label"], 0) + 1
-        stats = metrics()
-        stats.count_labels(counts, version)
-        stats.batch_texts.observe(len(texts))
+        metrics().count_labels(Counter(result["label"] for result in scored), version)
+        metrics().batch_texts.observe(len(texts))
         return results
 
     @info_app.post("/feedback", response_model=with_labels(FeedbackReceipt, LABELS),
@@ -163,31 +160,15 @@ class Classifier:
         served = self.follower.current
         if served is None:
             return error_response(503, NOT_LOADED, rollout=self.follower.describe())
-        info = served.predictor.info
-        return ModelCard(
-            model_name=info.model_name,
-            version=served.version,
-            labels=list(info.labels),
-            max_len=info.max_len,
-            metrics=info.metrics,
-            calibration=info.calibration,
-            data_hash=info.data_hash,
-            git_commit=info.git_commit,
-            created=info.created,
-            providers=list(served.predictor.providers),
-            limits={
-                "max_texts": CONFIG.max_texts,
-                "max_chars": CONFIG.max_chars,
-                "max_body_bytes": CONFIG.max_body_bytes,
-            },
-            rollout=self.follower.describe(),
-        )
+        return ModelCard.model_validate({  # meta.json's fields that the card has, and what this worker adds
+            **served.predictor.info.model_dump(), "version": served.version,
+            "providers": list(served.predictor.providers), "rollout": self.follower.describe(),
+            "limits": CONFIG.model_dump(include={"max_texts", "max_chars", "max_body_bytes"})})
 
 
 def documentation_only() -> None:
-    """BentoML answers POST /classify and GET /readyz (its routes come before this mounted app, so this never runs),
-    but its entries for them list neither our statuses nor our error body; a path of the mounted FastAPI app
-    replaces BentoML's entry for that path in /docs.json."""
+    """BentoML answers POST /classify and GET /readyz (its routes come first: this never runs), but its /docs.json
+    entries for them list neither our statuses nor our error body; the mounted FastAPI app's entry replaces them."""
 
 
 VERSION = {"headers": {VERSION_HEADER: {"description": "the model version that answered",

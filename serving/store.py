@@ -16,16 +16,12 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 DEFAULT_URL = "sqlite:///feedback.db"  # at the repo root, beside mlflow.db
 
-PREDICTION_COLUMNS = (
-    "id", "created", "text", "text_sha256", "label", "score", "scores", "model_name", "model_version",
-    "n_chars", "n_tokens", "n_unk",
-)
 FEEDBACK_COLUMNS = ("id", "text", "text_sha256", "label", "predicted", "model_version", "created", "updated")
 
 SCHEMA = (
@@ -62,15 +58,17 @@ class Prediction:
     n_unk: int
 
     def row(self) -> tuple[Any, ...]:
-        return (self.id, self.created, self.text, self.text_sha256, self.label, self.score,
-                json.dumps(self.scores, ensure_ascii=False), self.model_name, self.model_version,
-                self.n_chars, self.n_tokens, self.n_unk)
+        """The values in PREDICTION_COLUMNS' order, `scores` as JSON."""
+        return tuple(json.dumps(v, ensure_ascii=False) if k == "scores" else v for k, v in vars(self).items())
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> Prediction:
         values = dict(zip(PREDICTION_COLUMNS, row, strict=True))
         values["scores"] = json.loads(values["scores"])
         return cls(**values)
+
+
+PREDICTION_COLUMNS = tuple(field.name for field in fields(Prediction))  # the table's columns, in this order
 
 
 def _sqlite_path(url: str) -> Path:

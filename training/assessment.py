@@ -94,10 +94,9 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
     # What is scored, checked and exported is the calibrated model: the same predictions, honest scores.
     model, calibration = calibrate(candidate.model, logits, targets)
     curves = reliability_curves(logits, targets, calibration["temperature"])
-    scores = {"model": candidate.name, "labels": data.labels}
-    for split in splits:
-        scores[split] = score(logits[split].argmax(-1), targets[split], data.labels)
-    scores["calibration"] = {**calibration, "reliability": curves}
+    scores = {"model": candidate.name, "labels": data.labels,
+              **{split: score(logits[split].argmax(-1), targets[split], data.labels) for split in splits},
+              "calibration": {**calibration, "reliability": curves}}
     write_json(metrics_dir / f"{candidate.name}.json", scores)
     write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", logits["test"].argmax(-1),
                     targets["test"], data.labels)
@@ -127,9 +126,7 @@ def run_checklist(model: torch.nn.Module, labels: list[str], params: Any, tokeni
     if path is None:
         log.info("no checklist for dataset %r (looked for checks/%s.yaml): the behavioural gate passes",
                  dataset, dataset)
-        checklist = None
-    else:
-        checklist = load_checklist(path, dataset, labels)
+    checklist = None if path is None else load_checklist(path, dataset, labels)
     return check_model(checklist, torch_predictor(model, tokenizer), labels, params.check.floors.model_dump())
 
 
@@ -143,12 +140,10 @@ def write_confusion(path: Path, preds: torch.Tensor, target: torch.Tensor, label
 
 
 def confusion_figure(matrix: list[list[int]], labels: list[str]):
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend to pick, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    fig = Figure(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xticklabels=labels, yticklabels=labels,
            xlabel="predicted", ylabel="actual", title="test confusion matrix")

@@ -71,12 +71,10 @@ def reliability(probs: torch.Tensor, target: torch.Tensor, bins: int = BINS) -> 
 
 def reliability_figure(curves: dict[str, list[dict[str, float]]], title: str):
     """The reliability diagram: accuracy against confidence per bin, one line per curve, the diagonal as ideal."""
-    import matplotlib
+    from matplotlib.figure import Figure  # not pyplot: no backend to pick, no figure left open
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfectly calibrated")
     for name, rows in curves.items():
         used = [r for r in rows if r["count"]]

@@ -105,11 +105,8 @@ def _parse(path: Path, kind: str, i: int, entry: Any) -> _Case:
     except ValidationError as err:
         first = err.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "entry"
-        raise ChecklistError(f"{path}: {kind} entry {i + 1} ({_entry_id(entry)}): {field}: {first['msg']}") from None
-
-
-def _entry_id(entry: Any) -> str:
-    return str(entry.get("id", "no id")) if isinstance(entry, dict) else repr(entry)[:40]
+        ident = str(entry.get("id", "no id")) if isinstance(entry, dict) else repr(entry)[:40]
+        raise ChecklistError(f"{path}: {kind} entry {i + 1} ({ident}): {field}: {first['msg']}") from None
 
 
 def _refuse_duplicate_texts(path: Path, kind: str, cases: list[Any]) -> None:

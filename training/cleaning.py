@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-DROP_REASONS = ("unreadable", "missing_label", "empty_text", "conflicting_label", "duplicate")
+# Why a row is dropped, in the order the rules apply (after "unreadable": rows the reader could not parse).
+DROP_RULES: dict[str, Callable[[pd.DataFrame], pd.Series]] = {
+    "missing_label": lambda frame: frame["label"] == "",
+    "empty_text": lambda frame: frame["text"] == "",
+    # A text seen with two labels teaches nothing and would leak a contradiction into the splits.
+    "conflicting_label": lambda frame: frame.groupby("text")["label"].transform("nunique") > 1,
+    "duplicate": lambda frame: frame.duplicated("text", keep="first"),
+}
 
 
 class SplitError(ValueError):
@@ -31,25 +40,12 @@ class CleanResult:
 def clean(raw: pd.DataFrame, unreadable: int = 0) -> CleanResult:
     """Normalise, then drop rows per reason; every row read lands either in `frame` or in `dropped`."""
     frame = pd.DataFrame({"text": raw["text"].map(normalise), "label": raw["label"].map(normalise)})
-    dropped = dict.fromkeys(DROP_REASONS, 0)
-    dropped["unreadable"] = unreadable
-
-    no_label = frame["label"] == ""
-    dropped["missing_label"] = int(no_label.sum())
-    frame = frame[~no_label]
-    empty = frame["text"] == ""
-    dropped["empty_text"] = int(empty.sum())
-    frame = frame[~empty]
-
-    # A text seen with two labels teaches nothing and would leak a contradiction into the splits.
-    labels_per_text = frame.groupby("text")["label"].transform("nunique")
-    conflicting = labels_per_text > 1
-    dropped["conflicting_label"] = int(conflicting.sum())
-    frame = frame[~conflicting]
-    duplicate = frame.duplicated("text", keep="first")
-    dropped["duplicate"] = int(duplicate.sum())
-    frame = frame[~duplicate].reset_index(drop=True)
-    return CleanResult(frame, dropped)
+    dropped = {"unreadable": unreadable}
+    for reason, rule in DROP_RULES.items():
+        drop = rule(frame)
+        dropped[reason] = int(drop.sum())
+        frame = frame[~drop]
+    return CleanResult(frame.reset_index(drop=True), dropped)
 
 
 def stratified_split(
@@ -60,7 +56,7 @@ def stratified_split(
         raise SplitError("nothing is left after cleaning: check the corpus and the report's drop counts")
     rng = np.random.default_rng(seed)
     parts: dict[str, list[pd.DataFrame]] = {"train": [], "val": [], "test": []}
-    for label, group in sorted(frame.groupby("label"), key=lambda kv: kv[0]):
+    for label, group in frame.groupby("label"):  # sorted by label
         n = len(group)
         if n < 3:
             raise SplitError(
@@ -85,9 +81,7 @@ def stratified_split(
 
 def assert_disjoint(splits: dict[str, pd.DataFrame]) -> None:
     """Check, not assume, that no text sits in two splits."""
-    names = list(splits)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            shared = set(splits[a]["text"]) & set(splits[b]["text"])
-            if shared:
-                raise SplitError(f"{len(shared)} text(s) sit in both {a} and {b}, e.g. {next(iter(shared))!r}")
+    for a, b in itertools.combinations(splits, 2):
+        shared = set(splits[a]["text"]) & set(splits[b]["text"])
+        if shared:
+            raise SplitError(f"{len(shared)} text(s) sit in both {a} and {b}, e.g. {next(iter(shared))!r}")

@@ -45,10 +45,9 @@ def read_builtin() -> RawCorpus:
         for line in _lines(root.joinpath(f"{label}.txt").read_bytes()):
             try:
                 texts.append(line.decode("utf-8"))
+                labels.append(label)
             except UnicodeDecodeError:
                 unreadable += 1
-                continue
-            labels.append(label)
     return RawCorpus(pd.DataFrame({"text": texts, "label": labels}), unreadable, BUILTIN_SOURCE)
 
 
@@ -76,12 +75,11 @@ def _read_jsonl(path: Path) -> tuple[pd.DataFrame, int]:
         try:
             row = json.loads(line.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:  # undecodable, not JSON, or not an object
             unreadable += 1
-            continue
-        if not isinstance(row, dict):
-            unreadable += 1
-            continue
-        rows.append(row)
     return pd.DataFrame(rows), unreadable
 
 

@@ -38,23 +38,17 @@ def export_onnx(model: nn.Module, path: Path, metadata: dict[str, str], opset: i
         # The exporter warns that LSTMs with a batch other than 1 may misbehave; check_parity proves otherwise.
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # shape checks traced as constants
-        _export(wrapped, example, path, opset)
+        torch.onnx.export(
+            wrapped, (example,), str(path), dynamo=False, opset_version=opset,
+            input_names=["input_ids"], output_names=["probabilities", "logits"],
+            dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "probabilities": {0: "batch"}, "logits": {0: "batch"}},
+        )
     import onnx  # here, not at the top: only exporting needs it
 
     proto = onnx.load(str(path))
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    onnx.helper.set_model_props(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-
-
-def _export(wrapped: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
-    torch.onnx.export(
-        wrapped, (example,), str(path), dynamo=False, opset_version=opset,
-        input_names=["input_ids"], output_names=["probabilities", "logits"],
-        dynamic_axes={"input_ids": {0: "batch", 1: "seq"}, "probabilities": {0: "batch"}, "logits": {0: "batch"}},
-    )
 
 
 def check_parity(model: nn.Module, onnx_path: Path, ids: list[list[int]], atol: float = 1e-5,

@@ -32,19 +32,22 @@ CURVE_KEYS = ("train_loss", "val_loss", "train_acc", "val_acc", "train_macro_f1"
 
 
 class EpochHistory(Callback):
-    """Keeps each epoch's train and val metrics (Lightning runs validation before on_train_epoch_end)."""
+    """Keeps each epoch's seconds and train and val metrics (Lightning runs validation before on_train_epoch_end)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        self.seconds.append(time.perf_counter() - self._start)
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch}
-        row.update({k: round(float(metrics[k]), 6) for k in CURVE_KEYS if k in metrics})
-        self.rows.append(row)
-
+        self.rows.append({"epoch": trainer.current_epoch,
+                          **{k: round(float(metrics[k]), 6) for k in CURVE_KEYS if k in metrics}})
 
 
 def write_curves(rows: list[dict[str, float]], path: Path) -> None:
@@ -84,17 +87,6 @@ class FreezePretrained(Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._set(module, trainer.current_epoch >= self.epochs)
-
-
-class EpochTimer(Callback):
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer, module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, module) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool = False,
@@ -139,8 +131,8 @@ def fit_classifier(
         loaded = module.init_from_language_model(lm_bundle, file_sha256(data.tokenizer_path),
                                                  tp.pretrained_lr_scale, tp.lm_transfer)
         log.info("%s: %d tensors initialised from the language model", model_name, len(loaded))
-    history, timer = EpochHistory(), EpochTimer()
-    callbacks: list[Callback] = [history, timer]
+    history = EpochHistory()
+    callbacks: list[Callback] = [history]
     if lm_bundle is not None and tp.freeze_pretrained_epochs:
         callbacks.append(FreezePretrained(tp.freeze_pretrained_epochs))
     if loggers:
@@ -153,7 +145,7 @@ def fit_classifier(
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
     if tp.swa_epoch_start:
         best = keep_better_average(trainer, module, data, Path(checkpoint.best_model_path), best)
-    return FitResult(Path(checkpoint.best_model_path), best, history.rows, timer.seconds, trainer)
+    return FitResult(Path(checkpoint.best_model_path), best, history.rows, history.seconds, trainer)
 
 
 def fit_tfidf(config: dict[str, Any], data: TextDataModule, checkpoint_dir: Path) -> FitResult:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 CHINESE_SHARE = 0.5  # of letters: above this the split is Chinese
 
@@ -14,9 +14,6 @@ class Language:
     language: str  # "zh" or "other"
     cjk_share: float  # CJK ideographs among all letters
     reason: str
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def _is_cjk(ch: str) -> bool:
@@ -28,11 +25,9 @@ def detect_language(texts: Iterable[str]) -> Language:
     cjk = letters = 0
     for text in texts:
         for ch in text:
-            if _is_cjk(ch):
-                cjk += 1
-                letters += 1
-            elif unicodedata.category(ch).startswith("L"):
-                letters += 1
+            is_cjk = _is_cjk(ch)
+            cjk += is_cjk
+            letters += is_cjk or unicodedata.category(ch).startswith("L")
     if letters == 0:
         return Language("other", 0.0, "the train split has no letters: treated as not Chinese")
     share = cjk / letters

@@ -17,18 +17,19 @@ def lengths_of(input_ids: torch.Tensor) -> torch.Tensor:
 
 
 class Classifier(nn.Module):
-    """Recurrent logits (`deep_logits`), plus the linear n-gram path's when `ngram_buckets` > 0.
+    """The token embedding; recurrent logits (`deep_logits`), plus the linear n-gram path's when `ngram_buckets` > 0.
 
     The recurrent part reads a text's first `recurrent_max_len` tokens (0: all); the n-gram path reads all of
     them. Long reviews often state their verdict at the end, which the cheap linear path still sees, while
     the recurrent part's cost stays bounded.
     """
 
-    def __init__(self, vocab_size: int, num_classes: int, ngram_buckets: int, ngram_order: int,
+    def __init__(self, vocab_size: int, num_classes: int, embedding_dim: int, ngram_buckets: int, ngram_order: int,
                  recurrent_max_len: int = 0) -> None:
         super().__init__()
         self.ngrams = NgramLogits(vocab_size, num_classes, ngram_buckets, ngram_order) if ngram_buckets else None
         self.recurrent_max_len = recurrent_max_len
+        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
 
     def deep_logits(self, input_ids: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -49,8 +50,7 @@ class TextRNN(Classifier):
         dropout: float = 0.3, fc_hidden: int = 128, ngram_buckets: int = 0, ngram_order: int = 3,
         recurrent_max_len: int = 0,
     ) -> None:
-        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order, recurrent_max_len)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        super().__init__(vocab_size, num_classes, embedding_dim, ngram_buckets, ngram_order, recurrent_max_len)
         self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, bidirectional, dropout)
         self.head = nn.Sequential(
             nn.Dropout(dropout), nn.Linear(self.encoder.output_size, fc_hidden), nn.ReLU(),
@@ -71,8 +71,7 @@ class RCNN(Classifier):
         hidden_size: int = 128, num_layers: int = 1, dropout: float = 0.3, projection_size: int = 128,
         ngram_buckets: int = 0, ngram_order: int = 3, recurrent_max_len: int = 0,
     ) -> None:
-        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order, recurrent_max_len)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        super().__init__(vocab_size, num_classes, embedding_dim, ngram_buckets, ngram_order, recurrent_max_len)
         self.encoder = MaskedRNN(cell, embedding_dim, hidden_size, num_layers, True, dropout)
         self.projection = nn.Linear(self.encoder.output_size + embedding_dim, projection_size)
         self.dropout = nn.Dropout(dropout)
@@ -96,8 +95,7 @@ class BiLSTM(Classifier):
         num_layers: int = 1, dropout: float = 0.3, attention_size: int = 128, ngram_buckets: int = 0,
         ngram_order: int = 3, recurrent_max_len: int = 0,
     ) -> None:
-        super().__init__(vocab_size, num_classes, ngram_buckets, ngram_order, recurrent_max_len)
-        self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=PAD_ID)
+        super().__init__(vocab_size, num_classes, embedding_dim, ngram_buckets, ngram_order, recurrent_max_len)
         self.encoder = MaskedRNN("lstm", embedding_dim, hidden_size, num_layers, True, dropout)
         self.attention = nn.Sequential(
             nn.Linear(self.encoder.output_size, attention_size), nn.Tanh(), nn.Linear(attention_size, 1)

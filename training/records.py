@@ -57,9 +57,7 @@ class Calibration(Record):  # training/calibration.py's temperature and ECE with
     test_ece_uncalibrated: float
 
 
-class Standing(Record):  # one candidate's line in metrics/candidate.json
-    accuracy: float
-    macro_f1: float
+class Standing(Scores):  # one candidate's line in metrics/candidate.json: its val scores, checks and cost
     checks_passed: bool
     check_pass_rate: dict[str, float | None]
     test_ece: float

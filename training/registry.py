@@ -55,8 +55,7 @@ def move_champion(client, name: str, version: str, by: str, reason: str) -> str:
     client.set_model_version_tag(name, version, TAKEN_TAG, at)
     if ROLLED_BACK_TAG in client.get_model_version(name, version).tags:  # chosen again on purpose
         client.delete_model_version_tag(name, version, ROLLED_BACK_TAG)
-    model = client.get_registered_model(name)
-    history = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+    history = json.loads(client.get_registered_model(name).tags.get(HISTORY_TAG, "[]"))
     history.append({"version": str(version), "previous": previous, "at": at, "by": by, "reason": reason[:200]})
     while len(json.dumps(history)) > 4500:  # MLflow caps a tag value at 5000 characters
         history.pop(0)
@@ -122,8 +121,7 @@ def fingerprint(bundle: Path) -> str:
     from serving import pyfunc
 
     digest = hashlib.sha256()
-    parts = [bundle / MODEL_FILE, bundle / TOKENIZER_FILE, *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]
-    for path in parts:
+    for path in [bundle / MODEL_FILE, bundle / TOKENIZER_FILE, *sorted(Path(pyfunc.__file__).parent.glob("*.py"))]:
         digest.update(path.name.encode() + path.read_bytes())
     digest.update("\n".join(serve_requirements()).encode())
     return digest.hexdigest()[:16]
@@ -147,8 +145,7 @@ def log_bundle_model(run_id: str, bundle: Path, labels: list[str], metrics: dict
             input_example=pd.DataFrame({pyfunc.TEXT_COLUMN: list(EXAMPLE_TEXTS)}),
             model_type="text-classifier", tags=tags,
         )
-        datasets = split_datasets(data_dir) if metrics else {}
-        for split, dataset in datasets.items():
+        for split, dataset in (split_datasets(data_dir) if metrics else {}).items():
             split_metrics = {k: v for k, v in metrics.items() if k.startswith(f"{split}_")}
             if split_metrics:  # shown on the model's page, against the dataset it was measured on
                 mlflow.log_metrics(split_metrics, model_id=info.model_id, dataset=dataset)

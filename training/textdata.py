@@ -126,8 +126,7 @@ class TextData:
         return self.tokenizer.get_vocab_size()
 
     def class_counts(self) -> list[int]:
-        counts = np.bincount(self.datasets["train"].labels, minlength=len(self.labels))
-        return counts.tolist()
+        return np.bincount(self.datasets["train"].labels, minlength=len(self.labels)).tolist()
 
     def loader(self, split: str, shuffle: bool) -> DataLoader:
         """Length-bucketed batches of one split; shuffled (and re-ordered each epoch) for training."""

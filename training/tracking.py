@@ -84,27 +84,28 @@ def ensure_experiment(name: str) -> str:
     return mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
+def open_experiment(name: str) -> str:
+    """What a stage does before its runs: MLflow quiet, the tracking server reachable, `ensure_experiment(name)`."""
+    quiet_mlflow()
+    check_reachable(tracking_uri())
+    return ensure_experiment(name)
+
+
 SPLITS = ("train", "val", "test")
 SPLIT_CONTEXT = {"train": "training", "val": "validation", "test": "testing"}
 
 
-def split_datasets(data_dir: str | Path, digest: str | None = None) -> dict:
+def split_datasets(data_dir: str | Path) -> dict:
     """The processed splits as MLflow datasets named by split, with the data hash as digest."""
-
-    digest = digest or data_hash(data_dir)
-    with warnings.catch_warnings():  # a local path matches two equivalent source types; MLflow picks one
-        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
-        return _splits(data_dir, digest)
-
-
-def _splits(data_dir: str | Path, digest: str) -> dict:
     import mlflow.data
     import pandas as pd
 
-    return {split: mlflow.data.from_pandas(pd.read_parquet(Path(data_dir) / f"{split}.parquet"),
-                                           source=str((Path(data_dir) / f"{split}.parquet").resolve()),
-                                           targets="label", name=split, digest=digest)
-            for split in SPLITS}
+    digest = data_hash(data_dir)
+    paths = {split: Path(data_dir) / f"{split}.parquet" for split in SPLITS}
+    with warnings.catch_warnings():  # a local path matches two equivalent source types; MLflow picks one
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+        return {split: mlflow.data.from_pandas(pd.read_parquet(path), source=str(path.resolve()), targets="label",
+                                               name=split, digest=digest) for split, path in paths.items()}
 
 
 def log_splits(client, run_id: str, data_dir: str | Path) -> None:
@@ -145,13 +146,8 @@ def run_tags(model: str, data_dir: str | Path) -> dict[str, str]:
     return tags
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(tree: dict[str, Any]) -> dict[str, Any]:
     """{'train': {'lr': 1}} → {'train.lr': 1}: every param as one MLflow param."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
+    import pandas as pd
+
+    return pd.json_normalize(tree, sep=".").to_dict("records")[0]

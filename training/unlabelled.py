@@ -33,8 +33,7 @@ def read_text_file(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise UnlabelledCorpusError(f"pretrain.corpora: {path} not found; list existing UTF-8 text files")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    texts = [line for line in lines if line]
+    texts = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
     if not texts:
         raise UnlabelledCorpusError(f"pretrain.corpora: {path} has no text; remove it or fill it")
     return texts

@@ -79,7 +79,7 @@ def test_feedback_wins_over_the_corpus_label_and_the_latest_feedback_wins() -> N
     corpus = pd.DataFrame({"text": ["好看", "太差", "一般"], "label": ["pos", "neg", "pos"]})
     feedback = pd.DataFrame({"text": ["一般 ", "新的", "新的"], "label": ["neg", "pos", "neg"],
                              "updated": ["2026-01-01", "2026-01-01", "2026-01-02"]})
-    merged = merge_feedback(corpus, feedback, normalise)
+    merged = merge_feedback(corpus, feedback)
     labels = dict(zip(merged.frame["text"].map(normalise), merged.frame["label"], strict=True))
     assert labels == {"好看": "pos", "太差": "neg", "一般": "neg", "新的": "neg"}
     assert merged.counts == {"rows": 3, "texts": 2, "already_in_corpus": 1, "labels_overridden": 1,
