@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.monitor import load_reference, run_checks, token_counts
+from monitoring.monitor import Traffic, load_reference, run_checks, token_counts
 from serving.prediction_log import text_sha256
 from serving.predictor import OnnxPredictor
 from serving.store import Prediction
@@ -59,7 +59,7 @@ def rate(windows: int, draw: Callable[[np.random.Generator], list[str]], predict
     flagged: dict[str, int] = {}
     any_flag = 0
     for _ in range(windows):
-        checks = run_checks(reference, as_logged(predictor, draw(rng)))
+        checks = run_checks(reference, Traffic.of_rows(as_logged(predictor, draw(rng))))
         any_flag += any(c.drifted for c in checks)
         for c in checks:
             flagged[c.name] = flagged.get(c.name, 0) + int(c.drifted)

@@ -23,7 +23,7 @@ of shift needs.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -101,7 +101,7 @@ def text_drift(reference: Sequence[str], current: Sequence[str], seed: int = 0,
     names = vectorizer.get_feature_names_out()
     top = [str(names[i]) for i in np.argsort(-weights)[:15] if weights[i] > 0]
     return Check("text", auc, threshold, auc > threshold, "domain classifier ROC AUC (char 1-2-gram TF-IDF + "
-                 "logistic regression, 5-fold)", {"reference_rows": len(ref), "current_rows": len(current),
+                 "logistic regression, 5-fold)", {"rows": len(current), "reference_rows": len(ref),
                                                  "null_sigma": sigma, "marks_current": top})
 
 
@@ -130,44 +130,50 @@ def _fingerprint(values: np.ndarray) -> int:
     return hash(np.asarray(values).tobytes())
 
 
-def label_drift(train_labels: Sequence[str], predicted: Sequence[str], labels: Sequence[str],
+def label_drift(train_labels: Sequence[str], predicted: Mapping[str, int], labels: Sequence[str],
                 thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
+    """`predicted`: the window's rows per predicted label."""
     ref = np.array([sum(1 for x in train_labels if x == lab) for lab in labels], dtype=float)
-    cur = np.array([sum(1 for x in predicted if x == lab) for lab in labels], dtype=float)
+    cur = np.array([predicted.get(lab, 0) for lab in labels], dtype=float)
     share = ref / ref.sum()
     figure = js_distance(share, cur / max(cur.sum(), 1))
     noise = chance_level(("labels", _fingerprint(share)),
-                         lambda rng, n: js_distance(share, rng.multinomial(n, share) / n), len(predicted))
+                         lambda rng, n: js_distance(share, rng.multinomial(n, share) / n), int(cur.sum()))
     threshold = max(thresholds.labels_js, noise)
     return Check("labels", figure, threshold, figure > threshold,
                  "Jensen-Shannon distance, predicted labels vs train labels",
-                 {"train_share": dict(zip(labels, (ref / ref.sum()).round(4).tolist(), strict=True)),
+                 {"rows": int(cur.sum()), "train_share": dict(zip(labels, share.round(4).tolist(), strict=True)),
                   "current_share": dict(zip(labels, (cur / max(cur.sum(), 1)).round(4).tolist(), strict=True))})
 
 
-def normed_wasserstein(reference: Sequence[float], current: Sequence[float]) -> float:
+def normed_wasserstein(reference: Sequence[float], current: Sequence[float],
+                       weights: Sequence[float] | None = None) -> float:
     from scipy.stats import wasserstein_distance
 
     spread = float(np.std(reference)) or 1.0
-    return float(wasserstein_distance(reference, current) / spread)
+    return float(wasserstein_distance(reference, current, v_weights=weights) / spread)
 
 
-def numeric_drift(name: Literal["confidence", "length"], reference: Sequence[float], current: Sequence[float],
-                  what: str, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
-    figure = normed_wasserstein(reference, current)
+def numeric_drift(name: Literal["confidence", "length"], reference: Sequence[float], values: Sequence[float],
+                  rows: Sequence[float], what: str, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
+    """The window as a distribution: each of `values` seen in `rows[i]` rows (counts from the database)."""
+    figure = normed_wasserstein(reference, values, rows)
     ref = np.asarray(reference, dtype=float)
+    n = int(np.sum(rows))
     noise = chance_level((name, _fingerprint(ref)),
-                         lambda rng, n: normed_wasserstein(ref, rng.choice(ref, n, replace=True)), len(current))
+                         lambda rng, n: normed_wasserstein(ref, rng.choice(ref, n, replace=True)), n)
     threshold = max(getattr(thresholds, f"{name}_wasserstein"), noise)
     return Check(name, figure, threshold, figure > threshold, f"Wasserstein distance / reference std, {what}",
-                 {"reference_mean": float(np.mean(reference)), "current_mean": float(np.mean(current))})
+                 {"rows": n, "reference_mean": float(np.mean(reference)),
+                  "current_mean": float(np.average(values, weights=rows))})
 
 
-def unk_drift(ref_tokens: Sequence[int], ref_unk: Sequence[int], cur_tokens: Sequence[int],
-              cur_unk: Sequence[int], thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
+def unk_drift(ref_tokens: Sequence[int], ref_unk: Sequence[int], cur_tokens: int, cur_unk: int,
+              thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
+    """`cur_tokens`, `cur_unk`: the window's totals."""
     ref_share = sum(ref_unk) / max(sum(ref_tokens), 1)
-    cur_share = sum(cur_unk) / max(sum(cur_tokens), 1)
+    cur_share = cur_unk / max(cur_tokens, 1)
     gap = cur_share - ref_share
     return Check("unk_share", gap, thresholds.unk_share_gap, gap > thresholds.unk_share_gap,
                  "share of [UNK] tokens, window minus test split",
-                 {"reference_share": ref_share, "current_share": cur_share})
+                 {"tokens": cur_tokens, "reference_share": ref_share, "current_share": cur_share})

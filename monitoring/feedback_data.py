@@ -47,7 +47,7 @@ def review_queue(store: Store, since: float, until: float, limit: int) -> list[d
     `label` is left empty for a person to fill in and send back through POST /feedback with the `id`."""
     seen = {text_key(row["text"], row["text_sha256"]) for row in store.feedback()}
     rows = []
-    for p in store.predictions(since, until, order="score"):
+    for p in store.least_confident(since, until):
         key = text_key(p.text, p.text_sha256)
         if key in seen:
             continue

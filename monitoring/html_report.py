@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.monitor import Reference
-from serving.store import Prediction
+from monitoring.monitor import Reference, Traffic
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1150px;color:#1f2933}
@@ -44,10 +43,12 @@ def _figure_uri(ax: Any, title: str) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
-def _histogram(title: str, reference: Sequence[float], current: Sequence[float], bins: np.ndarray) -> str:
+def _histogram(title: str, reference: Sequence[float], current: tuple[np.ndarray, np.ndarray],
+               bins: np.ndarray) -> str:
+    """`current`: (values, rows with each value), as the database counted them."""
     ax = _axes()
     ax.hist(reference, bins=bins, density=True, alpha=0.55, label="reference", color="#3e7cb1")
-    ax.hist(current, bins=bins, density=True, alpha=0.55, label="window", color="#e4572e")
+    ax.hist(current[0], bins=bins, weights=current[1], density=True, alpha=0.55, label="window", color="#e4572e")
     return _figure_uri(ax, title)
 
 
@@ -73,22 +74,21 @@ def _check_row(check: dict[str, Any]) -> str:
             f"<td>{verdict}</td></tr>")
 
 
-def render(summary: dict[str, Any], reference: Reference, rows: list[Prediction]) -> str:
+def render(summary: dict[str, Any], reference: Reference, traffic: Traffic) -> str:
     checks = summary["checks"]
     drift = summary["drift_detected"]
     verdict = ("DRIFT: " + ", ".join(summary["drifted"])) if drift else "no drift"
     check_rows = "".join(_check_row(c) for c in checks.values())
     marks = checks["text"]["detail"].get("marks_current") or []
-    confidence_bins = np.linspace(min(reference.confidence.min(), min(p.score for p in rows)), 1.0, 21)
+    confidence_bins = np.linspace(min(reference.confidence.min(), traffic.scores[0].min()), 1.0, 21)
     length_cap = float(np.percentile(reference.n_chars, 99))
     length_bins = np.linspace(0, length_cap, 26)
     figures = [
         _bars("labels", reference.model_labels, checks["labels"]["detail"]["train_share"],
               checks["labels"]["detail"]["current_share"]),
-        _histogram("confidence (top-label probability)", reference.confidence, [p.score for p in rows],
-                   confidence_bins),
+        _histogram("confidence (top-label probability)", reference.confidence, traffic.scores, confidence_bins),
         _histogram("characters per text", np.minimum(reference.n_chars, length_cap),
-                   [min(p.n_chars, length_cap) for p in rows], length_bins),
+                   (np.minimum(traffic.lengths[0], length_cap), traffic.lengths[1]), length_bins),
     ]
     queue_rows = "".join(
         f"<tr><td><code>{html.escape(q['id'])}</code></td><td>{html.escape(q['text'] or '(hash only)')}</td>"

@@ -14,7 +14,7 @@ from pathlib import Path
 from monitoring.drift import MIN_ROWS
 from monitoring.feedback_data import review_queue
 from monitoring.html_report import render
-from monitoring.monitor import load_reference, run_checks, summarise
+from monitoring.monitor import Traffic, load_reference, run_checks, summarise
 from monitoring.window import store_url, window
 from pipelines.cli import parser, run
 from pipelines.params import load_params
@@ -62,24 +62,24 @@ def main() -> None:
     params = load_params(args.params)
     span = window(args.since, args.until)
     store = Store(store_url(args.store))
-    rows = store.predictions(span.since, span.until)
-    if len(rows) < MIN_ROWS:
-        raise ValueError(f"only {len(rows)} prediction(s) logged from {span.as_dict()['since']} to "
+    traffic = Traffic.of_store(store, span)
+    if traffic.rows < MIN_ROWS:
+        raise ValueError(f"only {traffic.rows} prediction(s) logged from {span.as_dict()['since']} to "
                          f"{span.as_dict()['until']}; a report needs at least {MIN_ROWS}: widen --since")
     predictor = OnnxPredictor(args.bundle)
     reference = load_reference(args.data, predictor)
     queue = review_queue(store, span.since, span.until, args.queue)
-    summary = summarise(span, rows, run_checks(reference, rows, params.monitor), queue)
+    summary = summarise(span, traffic, run_checks(reference, traffic, params.monitor), queue)
     args.reports.mkdir(parents=True, exist_ok=True)
     stamp = summary["window"]["until"].replace(":", "").replace("-", "")
     report = args.reports / f"monitor-{stamp}.html"
-    report.write_text(render(summary, reference, rows), encoding="utf-8")
+    report.write_text(render(summary, reference, traffic), encoding="utf-8")
     summary["report"] = str(report)
     summary["mlflow_run_id"] = log_to_mlflow(summary, report, params.data.source)
     write_json(args.out, summary)
     figures = ", ".join(f"{c['name']} {c['figure']:.3f}{'!' if c['drifted'] else ''}"
                         for c in summary["checks"].values() if c["figure"] is not None)
-    log.info("monitor: %d predictions, %s; %s; report %s", len(rows),
+    log.info("monitor: %d predictions, %s; %s; report %s", traffic.rows,
              "DRIFT in " + ", ".join(summary["drifted"]) if summary["drift_detected"] else "no drift", figures, report)
     if summary["drift_detected"]:
         sys.exit(1)

