@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,9 +100,7 @@ def main() -> None:
     args = p.parse_args()
     params = load_params(args.params)
     name = params.select.registered_model_name
-    # A registry that is down should be a quick refusal (quiet_mlflow allows one retry), not minutes of waiting.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    quiet_mlflow()
+    quiet_mlflow()  # a registry that is down is a quick refusal: one retry, a short timeout
     mlflow.set_tracking_uri(tracking_uri())
     client = mlflow.MlflowClient(tracking_uri())
     target, current = choose(client, name, args.to)
