@@ -67,13 +67,6 @@ def choose_members(probs: dict[str, torch.Tensor], target: torch.Tensor, labels:
     return {"members": chosen.name.split("+"), "why": why, "member_cost_ms_per_text": costs, "subsets": table}
 
 
-def score_members(members: dict[str, torch.nn.Module], data: TextData) -> tuple[dict, dict]:
-    """Each member's val probabilities and its measured serving cost (ms a text)."""
-    probs = {m: predict_proba(model, data, "val") for m, model in members.items()}
-    texts = cost_sample(data)
-    return probs, {m: serving_cost(model, data.tokenizer, texts) for m, model in members.items()}
-
-
 def open_run(choice: dict, runs: dict[str, str], data_dir: Path, source: str) -> str:
     """A finished MLflow run for the ensemble, tagged with its members' runs (their checkpoints live there), with
     the reason and the subsets' table where the MLflow UI shows them."""
@@ -91,19 +84,22 @@ def open_run(choice: dict, runs: dict[str, str], data_dir: Path, source: str) ->
 
 
 def main() -> None:
-    p = parser(__doc__, "models", "data", "metrics")
-    args = p.parse_args()
+    args = parser(__doc__, "models", "data", "metrics").parse_args()
     params = load_params(args.params)
     trained, models_dir, data_dir = list(params.train.models), args.models, args.data
     runs = member_runs(models_dir, trained)
     everything, labels = load_ensemble(models_dir, trained)
     tp = params.train.trainer
     data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
-    probs, costs = score_members(dict(zip(trained, everything.members, strict=True)), data)
+    # Each member's val probabilities and its measured serving cost (ms a text).
+    by_name = dict(zip(trained, everything.members, strict=True))
+    probs = {m: predict_proba(model, data, "val") for m, model in by_name.items()}
+    texts = cost_sample(data)
+    costs = {m: serving_cost(model, data.tokenizer, texts) for m, model in by_name.items()}
     target = torch.tensor(data.datasets["val"].labels, dtype=torch.long)
     choice = choose_members(probs, target, data.labels, costs, params.select.tolerance)
     members = choice["members"]
-    model = AveragedProbabilities([everything.members[trained.index(m)] for m in members]).eval()
+    model = AveragedProbabilities([by_name[m] for m in members]).eval()
     run_id = open_run(choice, {m: runs[m] for m in members}, data_dir, params.data.source)
     log.info("ensemble: %s averaged (%s), MLflow run %s", ", ".join(members), choice["why"], run_id)
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],

@@ -37,6 +37,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -70,10 +71,6 @@ class Scorer(Protocol):
 # ---------------------------------------------------------------- paths and model
 
 
-def file_format(path: Path) -> str | None:
-    return SUFFIXES.get(path.suffix.lower())
-
-
 def check_paths(input: str | Path, output: str | Path, overwrite: bool = False) -> str:
     """Validate INPUT and OUTPUT before any work; return the format name. Errors name the file and the fix."""
     src, dst = Path(input), Path(output)
@@ -81,10 +78,10 @@ def check_paths(input: str | Path, output: str | Path, overwrite: bool = False) 
         raise FileNotFoundError(f"input {src} not found")
     if not src.is_file():
         raise ValueError(f"input {src} is not a file")
-    fmt = file_format(src)
+    fmt = SUFFIXES.get(src.suffix.lower())
     if fmt is None:
         raise ValueError(f"input {src}: unknown format '{src.suffix}'; use {KNOWN}")
-    out_fmt = file_format(dst)
+    out_fmt = SUFFIXES.get(dst.suffix.lower())
     if out_fmt != fmt:
         what = f"is {out_fmt}" if out_fmt else f"'{dst.suffix}' is not a known format"
         raise ValueError(f"output {dst} {what}, but the input {src} is {fmt} and predict writes the input's "
@@ -127,19 +124,14 @@ def check_clash(path: Path, columns: Sequence[str], added: Sequence[str]) -> Non
 # ---------------------------------------------------------------- readers: columns up front, then batches
 
 
-class ReadError(ValueError):
-    """The file itself is broken (bad JSON line, ragged CSV, corrupt Parquet)."""
-
-
 @contextmanager
 def reading(path: Path) -> Iterator[None]:
-    # pandas and pyarrow messages rarely name the file; add it so the one-line error says which one.
+    # The file itself is broken (bad JSON line, ragged CSV, corrupt Parquet). pandas and pyarrow messages rarely
+    # name the file; add it so the one-line error says which one.
     try:
         yield
-    except ReadError:
-        raise
     except (ValueError, OSError) as exc:
-        raise ReadError(f"cannot read {path}: {exc}") from exc
+        raise ValueError(f"cannot read {path}: {exc}") from exc
 
 
 class CsvReader:
@@ -174,15 +166,8 @@ class JsonlReader:
 
     def _read(self) -> Iterator[list[dict[str, Any]]]:
         with reading(self.path), self.path.open(encoding="utf-8-sig") as lines:
-            chunk: list[dict[str, Any]] = []
-            for number, line in enumerate(lines, 1):
-                if not line.strip():
-                    continue
-                chunk.append(parse_record(line, number))
-                if len(chunk) == self.chunk_size:
-                    yield chunk
-                    chunk = []
-            if chunk:
+            records = (parse_record(line, number) for number, line in enumerate(lines, 1) if line.strip())
+            while chunk := list(islice(records, self.chunk_size)):
                 yield chunk
 
     def batches(self) -> Iterator[list[dict[str, Any]]]:
@@ -304,14 +289,6 @@ def open_writer(path: Path, fmt: str, reader: Any, added: list[str]) -> CsvWrite
 # ---------------------------------------------------------------- scoring
 
 
-def score_texts(predictor: Scorer, texts: Sequence[Any]) -> tuple[list[str], np.ndarray, list[int]]:
-    """Labels, float32 scores [n, n_labels] and the indices of texts that could not be scored (label "", NaN)."""
-    scores, bad = score_rows(predictor, texts)
-    best = np.nan_to_num(scores, nan=-1.0).argmax(axis=1)
-    labels = ["" if miss else predictor.labels[k] for k, miss in zip(best.tolist(), bad.tolist(), strict=True)]
-    return labels, scores, np.flatnonzero(bad).tolist()
-
-
 @dataclass
 class Tally:
     rows: int = 0
@@ -369,9 +346,12 @@ def stream(predictor: Scorer, reader: Any, writer: Any, text_column: str, added:
         texts = reader.texts(batch, text_column)
         if isinstance(reader, JsonlReader):  # JSONL keys can appear in any record, not only the first chunk's
             check_clash(reader.path, {key for record in batch for key in record}, added)
-        labels, scores, bad = score_texts(predictor, texts)
+        # float32 scores [n, n_labels]; a text that cannot be scored gets label "" and NaN scores
+        scores, bad = score_rows(predictor, texts)
+        best = np.nan_to_num(scores, nan=-1.0).argmax(axis=1)
+        labels = ["" if miss else predictor.labels[k] for k, miss in zip(best.tolist(), bad.tolist(), strict=True)]
         writer.write(batch, added, labels, scores)
-        tally.add(len(texts), bad)
+        tally.add(len(texts), np.flatnonzero(bad).tolist())
         progress.update(len(texts), tally)
     return tally
 
@@ -410,10 +390,9 @@ def predict_file(predictor: Scorer, input: str | Path, output: str | Path, text_
 
 
 def report(tally: Tally, output: Path) -> dict[str, Any]:
-    seconds = time.perf_counter() - tally.started
     counts = {"rows": tally.rows, "scored": tally.scored, "passed_through": tally.passed_through,
-              "bad_rows": tally.bad_rows, "seconds": round(seconds, 3), "texts_per_s": round(tally.rate(), 1),
-              "output": str(output)}
+              "bad_rows": tally.bad_rows, "seconds": round(time.perf_counter() - tally.started, 3),
+              "texts_per_s": round(tally.rate(), 1), "output": str(output)}
     errors = "no errors"
     if tally.passed_through:
         shown = ", ".join(map(str, tally.bad_rows)) + (", ..." if tally.passed_through > len(tally.bad_rows) else "")
@@ -443,15 +422,11 @@ def arguments() -> argparse.Namespace:
     return p.parse_args()
 
 
-def interrupted(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt  # SIGTERM takes the same path as Ctrl-C, so the partial file is removed
-
-
 def main() -> None:
     args = arguments()
     check_paths(args.input, args.output, args.overwrite)  # before the model loads: fail in milliseconds
     predictor = load_model(args.model, args.threads)
-    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes Ctrl-C's path: the partial file goes
     try:
         predict_file(predictor, args.input, args.output, args.text_column, args.chunk_size, args.overwrite,
                      progress=not args.no_progress)

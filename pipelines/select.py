@@ -53,8 +53,7 @@ def failed_cases(record: CheckRecord, limit: int = 8) -> str:
 def main() -> None:
     import mlflow
 
-    p = parser(__doc__, "metrics", "data")
-    args = p.parse_args()
+    args = parser(__doc__, "metrics", "data").parse_args()
     all_params = load_params(args.params)
     params, candidates = all_params.select, all_params.train.candidates
     quiet_mlflow()

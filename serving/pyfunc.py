@@ -22,14 +22,6 @@ TEXT_COLUMN = "text"
 BUNDLE_ARTIFACT = "bundle"  # key of the bundle folder in the model's artifacts
 
 
-def output_frame(labels: Sequence[str], probs: np.ndarray, index: Any = None) -> pd.DataFrame:
-    """`label` (argmax) and one `score_<label>` column per label: the model's signature."""
-    frame = pd.DataFrame({"label": [labels[k] for k in probs.argmax(axis=1)] if len(probs) else []}, index=index)
-    for k, label in enumerate(labels):
-        frame[score_column(label)] = probs[:, k].astype(np.float64)
-    return frame
-
-
 def input_texts(model_input: Any) -> list[Any]:
     """Texts from a DataFrame's `text` column (or its only column), a Series, a list or one string."""
     if isinstance(model_input, pd.DataFrame):
@@ -45,7 +37,11 @@ def score_frame(predictor: OnnxPredictor, values: list[Any], index: Any = None) 
     """Score the string rows; a missing or non-string text gets a null label and null scores (as batch
     scoring passes it through), so one bad row never fails a Spark job."""
     probs, bad = score_rows(predictor, values)
-    frame = output_frame(predictor.labels, np.nan_to_num(probs), index)
+    probs, labels = np.nan_to_num(probs), predictor.labels
+    # `label` (argmax) and one `score_<label>` column per label: the model's signature.
+    frame = pd.DataFrame({"label": [labels[k] for k in probs.argmax(axis=1)] if len(probs) else []}, index=index)
+    for k, label in enumerate(labels):
+        frame[score_column(label)] = probs[:, k].astype(np.float64)
     frame.loc[bad, "label"] = None
     frame.loc[bad, frame.columns[1:]] = np.nan
     return frame

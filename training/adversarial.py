@@ -61,11 +61,8 @@ class Adversarial:
         if not isinstance(embedding, nn.Embedding):
             raise ValueError(f"{type(model).__name__} has no embedding layer to perturb: turn adversarial off")
         watch = EmbeddingWatch()
-        handle = embedding.register_forward_hook(watch)
-        try:
+        with embedding.register_forward_hook(watch):  # the handle removes the hook on the way out
             yield watch
-        finally:
-            handle.remove()
 
     def loss(self, model: nn.Module, watch: EmbeddingWatch, input_ids: torch.Tensor, target: torch.Tensor,
              clean_loss: torch.Tensor, clean_logits: torch.Tensor) -> torch.Tensor:

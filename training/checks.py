@@ -95,7 +95,12 @@ def load_checklist(path: str | Path, dataset: str, labels: Sequence[str]) -> Che
             if getattr(case, "variant", None) == case.text:
                 raise ChecklistError(f"{where}: variant equals text, so it tests nothing")
             cases[kind].append(case)
-        _refuse_duplicate_texts(path, kind, cases[kind])
+        texts: dict[tuple[str, str], str] = {}  # (text, variant) → the first case's id
+        for case in cases[kind]:
+            key = (case.text, getattr(case, "variant", ""))
+            if key in texts:
+                raise ChecklistError(f"{path}: {kind} case {case.id} repeats case {texts[key]}")
+            texts[key] = case.id
     return Checklist(path, dataset, cases)
 
 
@@ -107,15 +112,6 @@ def _parse(path: Path, kind: str, i: int, entry: Any) -> _Case:
         field = ".".join(str(p) for p in first["loc"]) or "entry"
         ident = str(entry.get("id", "no id")) if isinstance(entry, dict) else repr(entry)[:40]
         raise ChecklistError(f"{path}: {kind} entry {i + 1} ({ident}): {field}: {first['msg']}") from None
-
-
-def _refuse_duplicate_texts(path: Path, kind: str, cases: list[Any]) -> None:
-    seen: dict[tuple[str, str], str] = {}
-    for case in cases:
-        key = (case.text, getattr(case, "variant", ""))
-        if key in seen:
-            raise ChecklistError(f"{path}: {kind} case {case.id} repeats case {seen[key]}")
-        seen[key] = case.id
 
 
 def run_checks(checklist: Checklist, predict: Predict, labels: Sequence[str]) -> dict[str, Any]:

@@ -79,36 +79,11 @@ class FreezePretrained(Callback):
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
 
-    def _set(self, module: L.LightningModule, trainable: bool) -> None:
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         names = {f"model.{n}" for n in module.pretrained_params}
         for name, param in module.named_parameters():
             if name in names:
-                param.requires_grad_(trainable)
-
-    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._set(module, trainer.current_epoch >= self.epochs)
-
-
-def make_trainer(trainer_params: Any, checkpoint_dir: Path, loggers: list | bool = False,
-                 callbacks: list[Callback] = (), progress_bar: bool = True) -> L.Trainer:
-    tp = trainer_params
-    # SWA averages up to the last epoch: early stopping would end the run before the average is taken.
-    stopping = [] if tp.swa_epoch_start else [EarlyStopping(MONITOR, mode="max", patience=tp.patience)]
-    return L.Trainer(
-        max_epochs=tp.max_epochs, accelerator=tp.accelerator, devices=tp.devices, strategy=tp.strategy,
-        precision=resolve_precision(tp.precision, tp.accelerator), gradient_clip_val=tp.gradient_clip_val or None,
-        deterministic=tp.deterministic, logger=loggers, enable_progress_bar=progress_bar,
-        limit_train_batches=tp.limit_train_batches, limit_val_batches=tp.limit_val_batches,
-        use_distributed_sampler=False,  # the bucket sampler shards by rank itself
-        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
-        callbacks=[
-            *stopping,
-            # Weights only: nothing resumes a run, and evaluate, export and MLflow need only the model.
-            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
-                            save_top_k=1, enable_version_counter=False, save_weights_only=True),
-            *callbacks,
-        ],
-    )
+                param.requires_grad_(trainer.current_epoch >= self.epochs)
 
 
 def fit_classifier(
@@ -139,7 +114,23 @@ def fit_classifier(
         callbacks.append(LearningRateMonitor("epoch"))
     if tp.swa_epoch_start:
         callbacks.append(StochasticWeightAveraging(swa_lrs=tp.swa_lr, swa_epoch_start=tp.swa_epoch_start))
-    trainer = make_trainer(tp, checkpoint_dir, loggers, callbacks, progress_bar)
+    # SWA averages up to the last epoch: early stopping would end the run before the average is taken.
+    stopping = [] if tp.swa_epoch_start else [EarlyStopping(MONITOR, mode="max", patience=tp.patience)]
+    trainer = L.Trainer(
+        max_epochs=tp.max_epochs, accelerator=tp.accelerator, devices=tp.devices, strategy=tp.strategy,
+        precision=resolve_precision(tp.precision, tp.accelerator), gradient_clip_val=tp.gradient_clip_val or None,
+        deterministic=tp.deterministic, logger=loggers, enable_progress_bar=progress_bar,
+        limit_train_batches=tp.limit_train_batches, limit_val_batches=tp.limit_val_batches,
+        use_distributed_sampler=False,  # the bucket sampler shards by rank itself
+        enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
+        callbacks=[
+            *stopping,
+            # Weights only: nothing resumes a run, and evaluate, export and MLflow need only the model.
+            ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=MONITOR, mode="max",
+                            save_top_k=1, enable_version_counter=False, save_weights_only=True),
+            *callbacks,
+        ],
+    )
     trainer.fit(module, datamodule=data)
     checkpoint = trainer.checkpoint_callback
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")

@@ -71,14 +71,11 @@ def ensure_experiment(name: str) -> str:
     mlflow.set_tracking_uri(tracking_uri())
     experiment = mlflow.get_experiment_by_name(name)
     if experiment is not None:
-        if any(experiment.tags.get(k) != v for k, v in EXPERIMENT_KIND.items()):  # made by an older version
-            client = mlflow.MlflowClient()
-            for key, value in EXPERIMENT_KIND.items():
-                client.set_experiment_tag(experiment.experiment_id, key, value)
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:  # made by an older version
+                mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
-    location = None
-    if tracking_uri().startswith("sqlite:"):
-        location = Path(ARTIFACT_DIR).resolve().as_uri()
+    location = Path(ARTIFACT_DIR).resolve().as_uri() if tracking_uri().startswith("sqlite:") else None
     return mlflow.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
@@ -119,8 +116,7 @@ def data_hash(data_dir: str | Path) -> str:
     """sha256 over the processed splits and tokenizer: the identity of the data a model saw."""
     digest = hashlib.sha256()
     for name in ("train.parquet", "val.parquet", "test.parquet", "tokenizer.json"):
-        digest.update(name.encode())
-        digest.update((Path(data_dir) / name).read_bytes())
+        digest.update(name.encode() + (Path(data_dir) / name).read_bytes())
     return digest.hexdigest()[:16]
 
 
