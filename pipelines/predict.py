@@ -407,7 +407,7 @@ def report(tally: Tally, output: Path) -> dict[str, Any]:
 # ---------------------------------------------------------------- CLI
 
 
-def arguments() -> argparse.Namespace:
+def main() -> None:
     p = argparse.ArgumentParser(prog="python -m pipelines.predict",
                                 description="Score a CSV, TSV, JSONL or Parquet file of any size with the bundle.")
     p.add_argument("input", help="file to score: .csv, .tsv, .jsonl/.ndjson or .parquet")
@@ -419,11 +419,7 @@ def arguments() -> argparse.Namespace:
     p.add_argument("--chunk-size", type=int, default=10_000, help="rows read, scored and written at a time")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default 0: one per core)")
-    return p.parse_args()
-
-
-def main() -> None:
-    args = arguments()
+    args = p.parse_args()
     check_paths(args.input, args.output, args.overwrite)  # before the model loads: fail in milliseconds
     predictor = load_model(args.model, args.threads)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM takes Ctrl-C's path: the partial file goes
