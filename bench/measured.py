@@ -29,9 +29,9 @@ class Measured:
     capped: bool  # ended by the watchdog
     log: str
 
-    @property
-    def ok(self) -> bool:
-        return self.returncode == 0 and not self.capped
+    def ok(self, *codes: int) -> bool:
+        """Ran to its end with one of `codes` (default 0), the watchdog never stepping in."""
+        return self.returncode in (codes or (0,)) and not self.capped
 
 
 def tree_rss(process: psutil.Process) -> int:

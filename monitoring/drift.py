@@ -35,6 +35,7 @@ TEXT_REFERENCE_ROWS = 2000
 TEXT_CURRENT_ROWS = 5000  # a busier window is sampled down: the classifier's cost grows with the rows
 # 0.998: four chance-calibrated checks at 0.2% each keep a healthy window's false-alarm chance near 1%.
 NULL_DRAWS, NULL_QUANTILE = 1000, 0.998
+NULL_MAX_ROWS = 20_000
 
 
 class Thresholds(BaseModel):
@@ -117,7 +118,10 @@ _chance_levels: dict[tuple[str, int, int], float] = {}
 def chance_level(key: tuple[str, int], figure_of_sample, n: int, seed: int = 0) -> float:
     """The figure's 99.8th percentile over random windows of n drawn from the reference: what noise reaches.
 
-    Remembered per (check, reference, n) in this process: repeated reports (benchmarks) pay for it once."""
+    Remembered per (check, reference, n) in this process: repeated reports (benchmarks) pay for it once. A window
+    larger than NULL_MAX_ROWS is drawn at that size: noise only shrinks with more rows, so the level stays an
+    upper bound, and a day of a busy service costs what a quiet hour does (the effect sizes decide there anyway)."""
+    n = min(n, NULL_MAX_ROWS)
     cache_key = (*key, n)
     if cache_key not in _chance_levels:
         rng = np.random.default_rng(seed)
