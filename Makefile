@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-candidates bench-ceiling bench-labels bench-serve \
-	bench-production browser
+	bench-production bench-scale browser
 
 setup: $(VENV)/.installed
 
@@ -42,7 +42,7 @@ test: setup lint browser
 mlflow-ui: setup
 	mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve bench-production
+bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve bench-production bench-scale
 
 bench-train: repro
 	$(PY) -m bench.train_bench
@@ -70,3 +70,8 @@ bench-production: repro
 	$(PY) -m bench.drift_bench --windows 40
 	$(PY) -m bench.logging_bench --rounds 3
 	$(PY) -m bench.rollout_bench --rounds 3
+
+# Time and peak memory against size: the monitor over a day of 50k, 500k and 5M logged predictions.
+bench-scale: repro
+	$(PY) -m bench.scale_bench monitor
+	$(PY) -m bench.scale_bench monitor --postgres
