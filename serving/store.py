@@ -198,14 +198,6 @@ class Store:
             row = cur.fetchone()
         return Prediction.from_row(row) if row else None
 
-    def predictions(self, since: float, until: float) -> list[Prediction]:
-        """Predictions logged in [since, until), oldest first: for small windows (a big one: `least_confident`)."""
-        with self._cursor() as cur:
-            cur.execute(self._sql(f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions "
-                                  "WHERE created >= ? AND created < ? ORDER BY created, id"), (since, until))
-            rows = cur.fetchall()
-        return [Prediction.from_row(row) for row in rows]
-
     def least_confident(self, since: float, until: float, page: int = 1000) -> Iterator[Prediction]:
         """The window's predictions, least confident first, a page at a time (keyset paging: each page is one
         bounded top-N query), so a reader that stops early never sorts or holds the whole window."""

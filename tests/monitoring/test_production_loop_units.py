@@ -30,7 +30,7 @@ def test_store_keeps_predictions_and_the_latest_feedback(tmp_path: Path) -> None
     store.add_predictions([prediction("a", score=0.6, created=10), prediction("b", score=0.99, created=20)])
     store.add_predictions([prediction("a", label="neg")])  # an id is logged once
     assert store.prediction("a").label == "pos" and store.prediction("zzz") is None
-    assert [p.id for p in store.predictions(0, 15)] == ["a"]
+    assert [p.id for p in store.least_confident(0, 15)] == ["a"]
     store.add_feedback(store.prediction("a"), "neg")
     store.add_feedback(store.prediction("a"), "pos")
     assert [(r["id"], r["label"], r["predicted"]) for r in store.feedback()] == [("a", "pos", "pos")]
@@ -158,7 +158,7 @@ def test_prune_keeps_every_prediction_with_feedback(dialect: str, tmp_path: Path
     store.add_predictions([prediction("new", text="新", created=500)])
     store.add_feedback(store.prediction("old3"), "neg")
     assert store.prune(before=100, batch=2) == 6  # batches of 2: the last one comes back short
-    assert sorted(p.id for p in store.predictions(0, 1000)) == ["new", "old3"]
+    assert sorted(p.id for p in store.least_confident(0, 1000)) == ["new", "old3"]
     assert store.prune(before=100) == 0 and [r["id"] for r in store.feedback()] == ["old3"]
     # The review queue reads the same on both databases: one row per text, labelled texts skipped.
     store.add_predictions([prediction("dup", text="新", score=0.2, created=510)])
@@ -176,7 +176,7 @@ def test_prune_command_says_how_many_rows_went(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pipelines.feedback", "--store", url, "prune", "--older-than", "30"],
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0 and "removed 1 prediction(s) logged before" in done.stderr, done.stderr
-    assert [p.id for p in store.predictions(0, now)] == ["b"]
+    assert [p.id for p in store.least_confident(0, now)] == ["b"]
     bad = subprocess.run([sys.executable, "-m", "pipelines.feedback", "--store", url, "prune", "--older-than", "0"],
                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert bad.returncode == 2 and "--older-than must be a positive number of days" in bad.stderr

@@ -163,7 +163,7 @@ def test_logging_off_logs_nothing_and_says_so(bundle: Path, tmp_path: Path) -> N
             item = classify(http, ["好"])[0]
             answer = http.post("/feedback", json={"id": item["id"], "label": "neutral"})
             assert answer.status_code == 404 and "TEXTCLF_LOG_PREDICTIONS=false" in answer.json()["error"]
-        assert not (tmp_path / "feedback.db").exists() or not store_of(server).predictions(0, 1e12)
+        assert not (tmp_path / "feedback.db").exists() or not list(store_of(server).least_confident(0, 1e12))
     finally:
         server.stop()
 
@@ -182,7 +182,7 @@ def test_postgresql_store(bundle: Path, tmp_path: Path) -> None:
                 assert http.post("/feedback", json={"id": item["id"], "label": "positive"}).status_code == 200
             assert http.post("/feedback", json={"id": items[0]["id"], "label": "negative"}).status_code == 200
         store = Store(url)
-        assert {p.id for p in store.predictions(0, 1e12)} >= {i["id"] for i in items}
+        assert {p.id for p in store.least_confident(0, 1e12)} >= {i["id"] for i in items}
         labels = {row["id"]: (row["text"], row["label"]) for row in store.feedback()}
         assert labels[items[0]["id"]] == (TEXTS[0], "negative") and labels[items[1]["id"]] == (TEXTS[1], "positive")
         out = tmp_path / "queue.csv"
