@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.sources.utils import parse_env_vars
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from serving.store import DEFAULT_URL
 
@@ -48,16 +46,11 @@ class ServingConfig(BaseSettings):
     log_flush_interval_s: float = Field(0.2, gt=0, le=10, description="how often logged predictions are written")
 
 
-def load_config(environ: Mapping[str, str] | None = None) -> ServingConfig:
-    """Build the config from `TEXTCLF_<FIELD>` variables only (no .env file, no secrets folder) of `environ`
-    (default: os.environ); a bad value is a one-line error naming the variable."""
-    env = os.environ if environ is None else environ
-    variables = EnvSettingsSource(ServingConfig)
-    variables.env_vars = parse_env_vars(env, variables.case_sensitive, variables.env_ignore_empty,
-                                        variables.env_parse_none_str)
+def load_config() -> ServingConfig:
+    """The config from the `TEXTCLF_<FIELD>` environment variables (no .env file or secrets folder is set, so
+    pydantic-settings reads nothing else); a bad value is a one-line error naming the variable."""
     try:
-        return ServingConfig(_build_sources=((variables,), {}))
+        return ServingConfig()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        var = ENV_PREFIX + str(first["loc"][0]).upper()
-        raise ValueError(f"{var}={env.get(var)!r} is invalid: {first['msg']}") from None
+        var = ENV_PREFIX + str(exc.errors()[0]["loc"][0]).upper()
+        raise ValueError(f"{var}={os.environ.get(var)!r} is invalid: {exc.errors()[0]['msg']}") from None

@@ -87,13 +87,18 @@ def test_labels_must_agree(bundle: Path, tmp_path: Path) -> None:
         OnnxPredictor(copy)
 
 
-def test_config_from_env() -> None:
-    config = load_config({"TEXTCLF_MAX_TEXTS": "7", "TEXTCLF_API_TOKEN": "s3cret", "TEXTCLF_WORKERS": ""})
-    assert config.max_texts == 7 and config.api_token == "s3cret" and config.workers == 2
-    with pytest.raises(ValueError, match="TEXTCLF_MAX_TEXTS"):
-        load_config({"TEXTCLF_MAX_TEXTS": "zero"})
+def test_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"TEXTCLF_MAX_TEXTS": "7", "TEXTCLF_API_TOKEN": "s3cret", "TEXTCLF_WORKERS": ""}.items():
+        monkeypatch.setenv(name, value)
+    config = load_config()
+    assert config.max_texts == 7 and config.api_token == "s3cret" and config.workers == 2  # "" is the default
+    monkeypatch.setenv("TEXTCLF_MAX_TEXTS", "zero")
+    with pytest.raises(ValueError, match="TEXTCLF_MAX_TEXTS='zero' is invalid"):
+        load_config()
+    monkeypatch.setenv("TEXTCLF_MAX_TEXTS", "7")
+    monkeypatch.setenv("TEXTCLF_MAX_BATCH_SIZE", "0")
     with pytest.raises(ValueError, match="TEXTCLF_MAX_BATCH_SIZE"):
-        load_config({"TEXTCLF_MAX_BATCH_SIZE": "0"})
+        load_config()
 
 
 def test_serving_never_imports_torch_or_training() -> None:
