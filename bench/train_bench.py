@@ -104,7 +104,7 @@ def train_and_score(name: str, params, workdir: Path, lm_bundle: dict | None, se
     model, _ = load_model(result.best_checkpoint)
     preds, targets = predict_proba(model, data, "test").argmax(-1), torch.tensor(data.datasets["test"].labels)
     test = score(preds, targets, data.labels)
-    texts = data.frames["test"]["text"].tolist()
+    texts = list(data.texts("test"))
     return {"seed": seed, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
             "best_val_macro_f1": result.best_val_macro_f1, "epochs": len(result.history),
             "mean_epoch_seconds": sum(result.epoch_seconds) / len(result.epoch_seconds), "fit_seconds": wall,

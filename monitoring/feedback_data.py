@@ -83,21 +83,38 @@ class Merged:
     counts: dict[str, int]
 
 
-def merge_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame) -> Merged:
-    """Corpus rows (text, label) plus feedback rows; a feedback label wins over a corpus label for the same text.
+class FeedbackMerge:
+    """Feedback merged into a corpus read in batches: a feedback label wins over a corpus label for the same
+    text, and the feedback rows join at the end.
 
     Texts are compared after the cleaning step's `normalise`, so the same review typed with full-width
     punctuation still counts as the same text. For a text labelled twice in feedback the latest label wins."""
-    fb = feedback.assign(key=feedback["text"].map(normalise))
-    fb = fb[fb["key"] != ""].sort_values("updated").drop_duplicates("key", keep="last")
-    truth = dict(zip(fb["key"], fb["label"], strict=True))
-    keys = corpus["text"].map(normalise)
-    in_feedback = keys.isin(truth.keys())
-    new_labels = keys.map(truth)
-    overridden = in_feedback & (new_labels != corpus["label"].map(normalise))
-    merged = corpus.copy()
-    merged.loc[in_feedback, "label"] = new_labels[in_feedback]
-    merged = pd.concat([merged, fb[["text", "label"]]], ignore_index=True)
-    counts = {"rows": len(feedback), "texts": len(fb), "already_in_corpus": int(in_feedback.sum()),
-              "labels_overridden": int(overridden.sum()), "superseded_or_empty": len(feedback) - len(fb)}
-    return Merged(merged, counts)
+
+    def __init__(self, feedback: pd.DataFrame) -> None:
+        fb = feedback.assign(key=feedback["text"].map(normalise))
+        self.rows = fb[fb["key"] != ""].sort_values("updated").drop_duplicates("key", keep="last")
+        self.truth = dict(zip(self.rows["key"], self.rows["label"], strict=True))
+        self.counts = {"rows": len(feedback), "texts": len(self.rows), "already_in_corpus": 0,
+                       "labels_overridden": 0, "superseded_or_empty": len(feedback) - len(self.rows)}
+
+    def apply(self, corpus: pd.DataFrame) -> pd.DataFrame:
+        """One batch of corpus rows (text, label) with feedback labels in place of theirs."""
+        keys = corpus["text"].map(normalise)
+        in_feedback = keys.isin(self.truth.keys())
+        new_labels = keys.map(self.truth)
+        self.counts["already_in_corpus"] += int(in_feedback.sum())
+        self.counts["labels_overridden"] += int((in_feedback & (new_labels != corpus["label"].map(normalise))).sum())
+        merged = corpus.copy()
+        merged.loc[in_feedback, "label"] = new_labels[in_feedback]
+        return merged
+
+    def tail(self) -> pd.DataFrame:
+        """The feedback rows themselves, after the corpus."""
+        return self.rows[["text", "label"]].reset_index(drop=True)
+
+
+def merge_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame) -> Merged:
+    """A whole corpus frame merged with feedback at once (see FeedbackMerge)."""
+    merge = FeedbackMerge(feedback)
+    merged = pd.concat([merge.apply(corpus), merge.tail()], ignore_index=True)
+    return Merged(merged, merge.counts)

@@ -47,6 +47,12 @@ class PreprocessParams(Strict):
         "auto", description="word: one token per word; subword: WordPiece pieces; auto: word for a Chinese train "
         "split, subword otherwise (a CJK character is one token either way)")
     lowercase: bool = Field(True, description="fold case inside the tokenizer (serving folds the same way)")
+    split: Literal["auto", "stratified", "hash"] = Field(
+        "auto", description="stratified: seeded per-class shuffle and cut; hash: a text's split from a seeded hash "
+        "of the text alone (stable as the corpus grows); auto: stratified below 200k kept texts, hash from there")
+    tokenizer_max_texts: int = Field(
+        500_000, ge=1, description="train texts the tokenizer's vocabulary is learnt from (the first of the "
+        "shuffled split), so its time and memory stay bounded on big corpora")
 
 
 class PretrainParams(Strict):

@@ -1,4 +1,5 @@
-"""Stage preprocess: normalise, drop (with reasons), split without leakage, train the tokenizer."""
+"""Stage preprocess: normalise, drop (with reasons), split without leakage, train the tokenizer, store the
+token ids; streamed, so memory does not grow with the corpus."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import pandas as pd
-
 from pipelines.cli import parser, run
 from pipelines.params import load_params
-from training.cleaning import clean, stratified_split
 from training.jsonio import write_json
+from training.prepare import iter_texts, prepare_splits
+from training.token_store import build_store
 from training.tokenizer import train_tokenizer
 from training.unlabelled import choose_corpora, read_unlabelled
 
 log = logging.getLogger("textclf.preprocess")
+LANGUAGE_SAMPLE = 50_000  # train texts the language is detected on
 
 
 def main() -> None:
@@ -28,31 +29,31 @@ def main() -> None:
     params = load_params(args.params).preprocess
     interim, out = Path(args.interim), Path(args.out)
     ingest = json.loads((interim / "ingest.json").read_text())
-    cleaned = clean(pd.read_parquet(interim / "corpus.parquet"), ingest["unreadable"])
-    splits = stratified_split(cleaned.frame, params.val_ratio, params.test_ratio, params.seed)
-    out.mkdir(parents=True, exist_ok=True)
-    for name, frame in splits.items():
-        frame.to_parquet(out / f"{name}.parquet", index=False)
-    corpora, language = choose_corpora(params.tokenizer_corpora, splits["train"]["text"].tolist())
+    prepared = prepare_splits(interim / "corpus.parquet", out, params.split, params.val_ratio, params.test_ratio,
+                              params.seed, ingest["unreadable"])
+    train = out / "train.parquet"
+    corpora, language = choose_corpora(params.tokenizer_corpora, list(iter_texts(train, LANGUAGE_SAMPLE)))
     log.info("preprocess: %s; tokenizer corpora: %s", language.reason, corpora or "the train split only")
-    vocabulary_texts = itertools.chain(splits["train"]["text"], *read_unlabelled(corpora).values())
+    # The train split is in a shuffled (or hash) order, so its first rows are a fair sample of it.
+    sample = min(prepared.split_sizes["train"], params.tokenizer_max_texts)
+    vocabulary_texts = itertools.chain(iter_texts(train, sample), *read_unlabelled(corpora).values())
     kind = params.tokenizer if params.tokenizer != "auto" else "word" if language.language == "zh" else "subword"
     tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len, kind,
                                 params.lowercase)
     tokenizer.save(str(out / "tokenizer.json"))
+    tokens = build_store(out, out / "tokenizer.json", prepared.labels)
     report = {
-        "source": ingest["source"], "rows_read": ingest["rows_read"], "rows_kept": len(cleaned.frame),
-        "rows_dropped": sum(cleaned.dropped.values()), "dropped": cleaned.dropped, "feedback": ingest.get("feedback"),
-        "splits": {name: len(frame) for name, frame in splits.items()},
-        "labels": {name: frame["label"].value_counts().sort_index().to_dict() for name, frame in splits.items()},
+        "source": ingest["source"], "rows_read": ingest["rows_read"], "rows_kept": prepared.kept,
+        "rows_dropped": sum(prepared.dropped.values()), "dropped": prepared.dropped, "feedback": ingest.get("feedback"),
+        "splits": prepared.split_sizes, "labels": prepared.split_labels, "split": prepared.split,
         "vocab_size": tokenizer.get_vocab_size(), "language": asdict(language), "tokenizer_corpora": corpora,
-        "tokenizer": {"kind": kind, "lowercase": params.lowercase},
+        "tokenizer": {"kind": kind, "lowercase": params.lowercase, "train_texts": sample}, "tokens": tokens,
     }
     if report["rows_kept"] + report["rows_dropped"] != report["rows_read"]:
         raise RuntimeError(f"report doesn't account for every row: {report}")
     write_json(out / "report.json", report)
-    log.info("preprocess: kept %d of %d rows, dropped %s; splits %s",
-             report["rows_kept"], report["rows_read"], cleaned.dropped, report["splits"])
+    log.info("preprocess: kept %d of %d rows, dropped %s; %s split %s", report["rows_kept"], report["rows_read"],
+             prepared.dropped, prepared.split["method"], report["splits"])
 
 
 if __name__ == "__main__":

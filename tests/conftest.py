@@ -85,6 +85,7 @@ def tiny_workdir(tmp_path: Path, tiny_csv: Path) -> Path:
 def processed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/processed made by the real cleaning, split and tokenizer code from a tiny corpus."""
     from training.cleaning import clean, stratified_split
+    from training.token_store import build_store
     from training.tokenizer import train_tokenizer
 
     out = tmp_path_factory.mktemp("processed")
@@ -93,6 +94,7 @@ def processed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name, split in splits.items():
         split.to_parquet(out / f"{name}.parquet", index=False)
     train_tokenizer(splits["train"]["text"], 300, 1, 32).save(str(out / "tokenizer.json"))
+    build_store(out, out / "tokenizer.json", sorted(splits["train"]["label"].unique()))
     return out
 
 

@@ -117,7 +117,7 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
 
 def cost_sample(data: TextData, n: int = 256) -> list[str]:
     """The texts every candidate's serving cost is measured on: the first `n` of the val split."""
-    return data.frames["val"]["text"].head(n).tolist()
+    return list(data.texts("val", n))
 
 
 def run_checklist(model: torch.nn.Module, labels: list[str], params: Any, tokenizer: Tokenizer) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 # After NFKC (preprocess) full-width ！？； are ASCII; 。 and … stay as they are.
 _SENTENCE_END = re.compile(r"(?<=[。!?;！？；…\n])")
@@ -21,16 +21,21 @@ def sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if len(s.strip()) >= MIN_CHARS]
 
 
-def sentence_views(texts: Sequence[str], labels: Sequence[int], per_text: int,
-                   seed: int) -> tuple[list[str], list[int]]:
-    """Up to `per_text` sentences of each multi-sentence text, with its label; ([], []) when per_text is 0."""
+def iter_sentence_views(texts: Iterable[str], labels: Iterable[int], per_text: int,
+                        seed: int) -> Iterator[tuple[str, int]]:
+    """Up to `per_text` sentences of each multi-sentence text, with its label, one at a time (texts may be a
+    stream); nothing when per_text is 0."""
     rng = random.Random(seed)
-    out_texts, out_labels = [], []
     for text, label in zip(texts, labels, strict=True):
         parts = sentences(text)
         if per_text <= 0 or len(parts) < 2:
             continue
         for part in rng.sample(parts, min(per_text, len(parts))):
-            out_texts.append(part)
-            out_labels.append(label)
-    return out_texts, out_labels
+            yield part, int(label)
+
+
+def sentence_views(texts: Sequence[str], labels: Sequence[int], per_text: int,
+                   seed: int) -> tuple[list[str], list[int]]:
+    """iter_sentence_views as two lists; ([], []) when per_text is 0."""
+    pairs = list(iter_sentence_views(texts, labels, per_text, seed))
+    return [t for t, _ in pairs], [y for _, y in pairs]

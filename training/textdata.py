@@ -1,23 +1,24 @@
-"""Splits → token ids → length-bucketed, right-padded batches.
+"""The token store → length-bucketed, right-padded batches.
 
 No Lightning here: evaluation, the ensemble and select read the splits without paying for its import;
 training/datamodule.py makes this a LightningDataModule for the trainer."""
 
 from __future__ import annotations
 
+import itertools
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader, Sampler
 
 from serving.contract import encode, pad
 from training import augment
-
-SPLITS = ("train", "val", "test")
+from training.prepare import iter_texts
+from training.token_store import StackedSplit, TokenSplit, open_store, write_split
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -80,24 +81,8 @@ class Collate:
         return torch.from_numpy(pad(ids, self.pad_to)), torch.tensor([label for _, label in items], dtype=torch.long)
 
 
-class EncodedSplit(torch.utils.data.Dataset):
-    def __init__(self, ids: list[list[int]], labels: list[int]) -> None:
-        self.ids, self.labels = ids, labels
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int) -> tuple[list[int], int]:
-        return self.ids[i], self.labels[i]
-
-
-def read_labels(train: pd.DataFrame) -> list[str]:
-    """Label order = sorted label strings of the train split: stable across runs and machines."""
-    return sorted(train["label"].astype(str).unique())
-
-
 class TextData:
-    """The processed splits, tokenised once, and their loaders."""
+    """The processed splits' token ids, read lazily from the token store preprocess wrote, and their loaders."""
 
     def __init__(
         self, data_dir: str | Path, tokenizer_path: str | Path, batch_size: int = 64,
@@ -108,18 +93,23 @@ class TextData:
         self.pad_to_max_len = pad_to_max_len
         self.tokenizer = Tokenizer.from_file(str(self.tokenizer_path))
         self.max_len = self.tokenizer.truncation["max_length"]
-        frames = {s: pd.read_parquet(self.data_dir / f"{s}.parquet") for s in SPLITS}
-        self.labels = read_labels(frames["train"])
-        index = {label: i for i, label in enumerate(self.labels)}
-        self.frames = frames
-        self.datasets = {
-            s: EncodedSplit(encode(self.tokenizer, f["text"].tolist()), [index[x] for x in f["label"]])
-            for s, f in frames.items()
-        }
+        meta, self.datasets = open_store(self.data_dir, self.tokenizer_path)
+        self.labels = meta.labels
         if sentence_views:  # extra train rows only: val and test stay the texts as written
-            train = self.datasets["train"]
-            texts, labels = augment.sentence_views(frames["train"]["text"].tolist(), train.labels, sentence_views, seed)
-            self.datasets["train"] = EncodedSplit(train.ids + encode(self.tokenizer, texts), train.labels + labels)
+            self._views = tempfile.TemporaryDirectory(prefix="textclf-views-")
+            self.datasets["train"] = StackedSplit([self.datasets["train"], self._sentence_views(sentence_views)])
+
+    def _sentence_views(self, per_text: int) -> TokenSplit:
+        """The train texts' sentence views, encoded in batches into a store of their own (a temporary folder)."""
+        folder = Path(self._views.name)
+        views = augment.iter_sentence_views(self.texts("train"), self.datasets["train"].labels, per_text, self.seed)
+        batches = iter(lambda: list(itertools.islice(views, 50_000)), [])
+        write_split(folder, "train", ((encode(self.tokenizer, [t for t, _ in b]), [y for _, y in b]) for b in batches))
+        return TokenSplit(folder, "train")
+
+    def texts(self, split: str, limit: int | None = None) -> Iterator[str]:
+        """A split's texts in row order, read from its Parquet file a batch at a time."""
+        return iter_texts(self.data_dir / f"{split}.parquet", limit)
 
     @property
     def vocab_size(self) -> int:
@@ -133,7 +123,7 @@ class TextData:
         dataset = self.datasets[split]
         rank, world = self.shard()
         sampler = BucketBatchSampler(
-            [len(x) for x in dataset.ids], self.batch_size, self.bucket_batches, shuffle, self.seed, rank, world
+            dataset.lengths, self.batch_size, self.bucket_batches, shuffle, self.seed, rank, world
         )
         collate = Collate(self.max_len if self.pad_to_max_len else None)
         return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate)

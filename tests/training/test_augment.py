@@ -2,6 +2,7 @@ import pandas as pd
 
 from training.augment import sentence_views, sentences
 from training.datamodule import TextDataModule
+from training.token_store import build_store
 from training.tokenizer import train_tokenizer
 
 
@@ -26,9 +27,10 @@ def test_only_the_train_split_grows(tmp_path):
     for split in ("train", "val", "test"):
         frame.to_parquet(tmp_path / f"{split}.parquet", index=False)
     train_tokenizer(frame["text"], 100, 1, 32).save(str(tmp_path / "tokenizer.json"))
+    build_store(tmp_path, tmp_path / "tokenizer.json", ["neg", "pos"])
     plain = TextDataModule(tmp_path, tmp_path / "tokenizer.json")
     more = TextDataModule(tmp_path, tmp_path / "tokenizer.json", sentence_views=1)
     assert len(more.datasets["train"]) == len(plain.datasets["train"]) + 3  # one sentence of each two-sentence text
-    assert more.datasets["train"].labels[4:] == [plain.labels.index(x) for x in ("pos", "neg", "pos")]
+    assert more.datasets["train"].labels[4:].tolist() == [plain.labels.index(x) for x in ("pos", "neg", "pos")]
     for split in ("val", "test"):
-        assert more.datasets[split].ids == plain.datasets[split].ids
+        assert list(more.datasets[split].ids) == list(plain.datasets[split].ids)
