@@ -25,6 +25,7 @@ from pipelines.params import Params, load_params
 from serving.contract import MODEL_FILE, TOKENIZER_FILE, BundleMeta, encode, read_meta, write_meta
 from training.export import ExportError, check_parity, export_onnx
 from training.jsonio import write_json
+from training.prepare import iter_texts
 from training.records import BestRecord, CandidateRecord, Champion, Decision, Parity
 from training.registry import (
     ALIAS,
@@ -43,6 +44,8 @@ from training.tracking import quiet_mlflow, tracking_uri
 
 log = logging.getLogger("textclf.export")
 CANDIDATE_VERSION = "candidate"  # meta.json's version until the registry gives it a number
+# Test texts the ONNX graph is checked against PyTorch on (the first of the shuffled split; all of a small one).
+PARITY_TEXTS = 20_000
 
 
 class NothingToServeError(ValueError):
@@ -53,7 +56,6 @@ def build_bundle(pick: CandidateRecord, models: Path, data: Path, staged: Path, 
                  run_data) -> Parity:
     """Export the candidate select picked into `staged` and check parity; returns the parity result (raises
     ExportError when ONNX and PyTorch disagree)."""
-    import pandas as pd
     from tokenizers import Tokenizer
 
     from training.calibration import Calibrated
@@ -77,7 +79,7 @@ def build_bundle(pick: CandidateRecord, models: Path, data: Path, staged: Path, 
         calibration=pick.calibration.model_dump(), data_hash=run_data.tags.get("data_hash"),
         git_commit=run_data.tags.get("git_commit"),
         created=datetime.now(UTC).isoformat(timespec="seconds"), tokenizer_sha256=tokenizer_sha))
-    texts = pd.read_parquet(data / "test.parquet")["text"].tolist()
+    texts = list(iter_texts(data / "test.parquet", PARITY_TEXTS))
     return Parity(**check_parity(model, staged / MODEL_FILE, encode(tokenizer, texts), atol), passed=True)
 
 

@@ -12,13 +12,13 @@ from pathlib import Path
 from pipelines.cli import parser, run
 from pipelines.params import load_params
 from training.jsonio import write_json
+from training.language import SAMPLE_TEXTS
 from training.prepare import iter_texts, prepare_splits
 from training.token_store import build_store
 from training.tokenizer import train_tokenizer
 from training.unlabelled import choose_corpora, read_unlabelled
 
 log = logging.getLogger("textclf.preprocess")
-LANGUAGE_SAMPLE = 50_000  # train texts the language is detected on
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     prepared = prepare_splits(interim / "corpus.parquet", out, params.split, params.val_ratio, params.test_ratio,
                               params.seed, ingest["unreadable"])
     train = out / "train.parquet"
-    corpora, language = choose_corpora(params.tokenizer_corpora, list(iter_texts(train, LANGUAGE_SAMPLE)))
+    corpora, language = choose_corpora(params.tokenizer_corpora, list(iter_texts(train, SAMPLE_TEXTS)))
     log.info("preprocess: %s; tokenizer corpora: %s", language.reason, corpora or "the train split only")
     # The train split is in a shuffled (or hash) order, so its first rows are a fair sample of it.
     sample = min(prepared.split_sizes["train"], params.tokenizer_max_texts)

@@ -5,12 +5,13 @@ Writes models/lm/lm.pt (both models, their config and the tokenizer's sha256) an
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import lightning as L
-import pandas as pd
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
 from tokenizers import Tokenizer
@@ -20,8 +21,10 @@ from pipelines.cli import parser, run
 from pipelines.params import Params, PretrainParams, load_params
 from serving.contract import SEP_ID
 from training.jsonio import write_json
+from training.language import SAMPLE_TEXTS
 from training.lm import LanguageModelModule, StreamWindows
 from training.precision import resolve_precision
+from training.prepare import iter_texts
 from training.tokenizer import file_sha256
 from training.tracking import flatten, lm_experiment_name, open_experiment, run_tags, tracking_uri
 from training.unlabelled import choose_corpora, read_unlabelled
@@ -29,14 +32,20 @@ from training.unlabelled import choose_corpora, read_unlabelled
 log = logging.getLogger("textclf.pretrain")
 
 
-def token_stream(tokenizer: Tokenizer, texts: list[str], max_tokens: int) -> torch.Tensor:
-    """Texts in order, each ended by [SEP], cut at max_tokens."""
+def token_stream(tokenizer: Tokenizer, texts: Iterable[str], max_tokens: int,
+                 chunk: int = 10_000) -> tuple[torch.Tensor, list[str]]:
+    """Texts in order, each ended by [SEP], cut at max_tokens; and the texts it read. Encoded a chunk at a
+    time and read no further than the budget, so a big train split costs no more than a small one."""
     ids: list[int] = []
-    for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
-        ids += [*enc.ids, SEP_ID]
-        if len(ids) >= max_tokens:
-            break
-    return torch.tensor(ids[:max_tokens], dtype=torch.long)
+    used: list[str] = []
+    texts = iter(texts)
+    while len(ids) < max_tokens and (batch := list(itertools.islice(texts, chunk))):
+        for text, enc in zip(batch, tokenizer.encode_batch(batch, add_special_tokens=False), strict=True):
+            ids += [*enc.ids, SEP_ID]
+            used.append(text)
+            if len(ids) >= max_tokens:
+                break
+    return torch.tensor(ids[:max_tokens], dtype=torch.long), used
 
 
 def fit_direction(stream: torch.Tensor, params: PretrainParams, vocab_size: int, logger) -> tuple[dict, dict]:
@@ -80,15 +89,16 @@ def main() -> None:
     tokenizer_path = args.data / "tokenizer.json"
     tokenizer = Tokenizer.from_file(str(tokenizer_path))
     tokenizer.no_truncation()  # the stream is contiguous; max_len is for classification only
-    texts = pd.read_parquet(args.data / "train.parquet")["text"].tolist()  # never val or test
-    corpora, language = choose_corpora(params.corpora, texts)
+    train = args.data / "train.parquet"  # never val or test
+    corpora, language = choose_corpora(params.corpora, list(iter_texts(train, SAMPLE_TEXTS)))
     log.info("pretrain: %s; unlabelled corpora %s", language.reason, corpora or "none")
-    texts += [text for corpus in read_unlabelled(corpora).values() for text in corpus]
+    unlabelled = read_unlabelled(corpora).values()
     name = lm_experiment_name(all_params.data.source)
     open_experiment(name)
     result, start = {"enabled": True}, time.perf_counter()
     states = {}
-    forward_stream = token_stream(tokenizer, texts, params.max_tokens)  # tokenised once, read both ways
+    # tokenised once, read both ways
+    forward_stream, texts = token_stream(tokenizer, itertools.chain(iter_texts(train), *unlabelled), params.max_tokens)
     for direction in directions(all_params):
         stream = forward_stream.flip(0) if direction == "backward" else forward_stream
         logger = MLFlowLogger(experiment_name=name, tracking_uri=tracking_uri(), run_name=f"lm-{direction}",

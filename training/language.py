@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 CHINESE_SHARE = 0.5  # of letters: above this the split is Chinese
+SAMPLE_TEXTS = 50_000  # the first train texts (a shuffled split) the language is detected on
 
 
 @dataclass(frozen=True)
