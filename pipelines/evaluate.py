@@ -3,16 +3,27 @@
 Writes metrics/<model>.json, metrics/confusion/<model>.csv and the candidate's record for select,
 metrics/checks/<model>.json, and logs them to the model's MLflow run (training/assessment.py).
 Without a checklist for the dataset the stage says so and the model passes the behavioural gate.
+metrics/<model>.json carries a `training` block from models/<model>/train.json: the texts it trained on, for how
+long and why it stopped, so models trained under a budget (train.trainer.texts_per_epoch, max_time) are compared
+knowing it.
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from pipelines.cli import parser, run
 from pipelines.params import MODEL_NAMES, load_params
 from training.assessment import Candidate, assess
 from training.ensemble import load_member
+
+
+def training_block(summary: dict[str, Any]) -> dict[str, Any]:
+    """The train stage's summary as metrics: best val macro-F1, epochs and the budget, without the per-rank list
+    (train.json keeps it)."""
+    budget = {k: v for k, v in (summary.get("budget") or {}).items() if k != "ranks"}
+    return {"best_val_macro_f1": summary["best_val_macro_f1"], "epochs": summary["epochs"], **budget}
 
 
 def main() -> None:
@@ -22,8 +33,9 @@ def main() -> None:
     params = load_params(args.params)
     folder = args.models / args.model
     model, labels = load_member(folder)
-    run_id = json.loads((folder / "train.json").read_text())["mlflow_run_id"]
-    assess(Candidate(args.model, model, labels, run_id), params, args.data, args.metrics)
+    summary = json.loads((folder / "train.json").read_text())
+    candidate = Candidate(args.model, model, labels, summary["mlflow_run_id"], training=training_block(summary))
+    assess(candidate, params, args.data, args.metrics)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ params.yaml sets (tests/pipelines/test_params.py holds them equal): a key left o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,6 +100,12 @@ class TrainerParams(Strict):
     deterministic: bool = True
     limit_train_batches: int | float = 1.0
     limit_val_batches: int | float = 1.0
+    texts_per_epoch: int | Literal["auto"] | None = Field("auto", description=(
+        "train texts (sentence views included) each epoch reads, a different shuffled subset each epoch; null: "
+        "full epochs; auto: full epochs up to 200000 train rows, 200000 above (training/budget.py)"))
+    max_time: str | None = Field(None, description=(
+        "stop training after this long, DD:HH:MM:SS (checked after each train batch; Lightning validates before "
+        "it stops, so the best checkpoint is still chosen on validation); null: no limit"))
     num_threads: int = Field(0, ge=0, description="torch CPU threads; 0 keeps torch's default")
     init_from_lm: bool = True
     lm_transfer: Literal["all", "embedding"] = Field(
@@ -119,6 +126,35 @@ class TrainerParams(Strict):
     adversarial_epsilon: float = Field(
         0.05, gt=0, description="the perturbation's norm as a fraction of the text's embeddings' norm")
     adversarial_weight: float = Field(1.0, gt=0, description="the adversarial loss's weight beside the plain one")
+
+    @field_validator("texts_per_epoch", mode="before")
+    @classmethod
+    def _texts_cap(cls, value: Any) -> Any:
+        # One message for every wrong value, instead of one per member of the type union.
+        if value is None or value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"{value!r} is not a cap: write a number of train texts (1 or more), auto (full epochs "
+                         "up to 200000 train rows) or null (full epochs)")
+
+    @field_validator("max_time")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        # Lightning's Timer format; checked here so a typo fails before the data is read, not after.
+        if value is None:
+            return value
+        if not re.fullmatch(r"\d+:\d\d:\d\d:\d\d", value.strip()):
+            raise ValueError(f"{value!r} is not a duration: write DD:HH:MM:SS (00:02:30:00 is two and a half "
+                             "hours) or null for no limit")
+        if not any(int(part) for part in value.split(":")):  # Lightning would skip training altogether
+            raise ValueError("a zero duration trains nothing: give at least 00:00:00:01, or null for no limit")
+        return value
+
+    @model_validator(mode="after")
+    def _one_epoch_cap(self) -> TrainerParams:
+        if isinstance(self.texts_per_epoch, int) and self.limit_train_batches != 1.0:
+            raise ValueError("texts_per_epoch and limit_train_batches both cap an epoch: set one of them "
+                             "(limit_train_batches: 1.0, or texts_per_epoch: auto or null)")
+        return self
 
 
 Cell = Literal["rnn", "lstm", "gru"]

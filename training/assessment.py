@@ -74,6 +74,7 @@ class Candidate:
     run_id: str  # the MLflow run its scores and checks are logged to
     members: list[str] | None = None  # an ensemble's models
     details: dict | None = None  # more for its record (the ensemble: how its members were chosen)
+    training: dict | None = None  # how it was trained (train.json's budget), carried into metrics/<name>.json
 
 
 def headline(split: dict) -> dict:
@@ -97,6 +98,8 @@ def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
     scores = {"model": candidate.name, "labels": data.labels,
               **{split: score(logits[split].argmax(-1), targets[split], data.labels) for split in splits},
               "calibration": {**calibration, "reliability": curves}}
+    if candidate.training is not None:
+        scores["training"] = candidate.training
     write_json(metrics_dir / f"{candidate.name}.json", scores)
     write_confusion(metrics_dir / "confusion" / f"{candidate.name}.csv", logits["test"].argmax(-1),
                     targets["test"], data.labels)

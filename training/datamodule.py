@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from lightning import LightningDataModule
+from torch.utils.data import DataLoader
 
+from training.budget import recorded
 from training.textdata import TextData
 
 
@@ -15,3 +17,7 @@ class TextDataModule(TextData, LightningDataModule):
     def shard(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        # Recorded: the budget ledger (training/budget.py) counts which train rows each step read.
+        return recorded(super().train_dataloader())

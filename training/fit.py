@@ -19,6 +19,7 @@ from lightning.pytorch.callbacks import (
     StochasticWeightAveraging,
 )
 
+from training.budget import BudgetLedger, batches_per_rank, resolve_texts_per_epoch
 from training.datamodule import TextDataModule
 from training.module import TextClassifier
 from training.precision import resolve_precision
@@ -67,6 +68,7 @@ class FitResult:
     epoch_seconds: list[float] = field(default_factory=list)
     trainer: L.Trainer | None = None
     details: dict[str, Any] = field(default_factory=dict)  # what a fit chose beyond params (tfidf: C)
+    budget: dict[str, Any] = field(default_factory=dict)  # what the run read and why it stopped (training/budget.py)
 
 
 class FreezePretrained(Callback):
@@ -89,6 +91,7 @@ class FreezePretrained(Callback):
 def fit_classifier(
     model_name: str, model_config: dict[str, Any], trainer_params: Any, data: TextDataModule,
     checkpoint_dir: Path, loggers: list | bool = False, progress_bar: bool = True, lm_bundle: dict | None = None,
+    extra_callbacks: list[Callback] | None = None,
 ) -> FitResult:
     """Seeded, deterministic fit of one model; the best checkpoint by val macro-F1 lands in checkpoint_dir."""
     tp = trainer_params
@@ -107,7 +110,9 @@ def fit_classifier(
                                                  tp.pretrained_lr_scale, tp.lm_transfer)
         log.info("%s: %d tensors initialised from the language model", model_name, len(loaded))
     history = EpochHistory()
-    callbacks: list[Callback] = [history]
+    cap = resolve_texts_per_epoch(tp.texts_per_epoch, len(data.datasets["train"]), tp.limit_train_batches)
+    ledger = BudgetLedger(cap, tp.max_time, tp.texts_per_epoch)
+    callbacks: list[Callback] = [history, ledger, *(extra_callbacks or [])]
     if lm_bundle is not None and tp.freeze_pretrained_epochs:
         callbacks.append(FreezePretrained(tp.freeze_pretrained_epochs))
     if loggers:
@@ -119,7 +124,7 @@ def fit_classifier(
     trainer = L.Trainer(
         max_epochs=tp.max_epochs, accelerator=tp.accelerator, devices=tp.devices, strategy=tp.strategy,
         precision=resolve_precision(tp.precision, tp.accelerator), gradient_clip_val=tp.gradient_clip_val or None,
-        deterministic=tp.deterministic, logger=loggers, enable_progress_bar=progress_bar,
+        deterministic=tp.deterministic, logger=loggers, enable_progress_bar=progress_bar, max_time=tp.max_time,
         limit_train_batches=tp.limit_train_batches, limit_val_batches=tp.limit_val_batches,
         use_distributed_sampler=False,  # the bucket sampler shards by rank itself
         enable_model_summary=False, num_sanity_val_steps=0, log_every_n_steps=10,
@@ -131,12 +136,20 @@ def fit_classifier(
             *callbacks,
         ],
     )
+    if cap is not None:
+        # Set after construction: the batch count per process needs the world size the Trainer resolved
+        # (devices: auto). fit reads it from here, and so does the LR schedule (estimated_stepping_batches).
+        trainer.limit_train_batches = batches_per_rank(cap, tp.batch_size, trainer.world_size)
     trainer.fit(module, datamodule=data)
     checkpoint = trainer.checkpoint_callback
+    if not checkpoint.best_model_path:  # no validation ran, so nothing was chosen: say which knob did it
+        raise ValueError(f"{model_name}: training ended before any validation, so there is no best checkpoint; "
+                         "raise train.trainer.max_time or limit_train_batches / texts_per_epoch")
     best = float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else float("nan")
     if tp.swa_epoch_start:
         best = keep_better_average(trainer, module, data, Path(checkpoint.best_model_path), best)
-    return FitResult(Path(checkpoint.best_model_path), best, history.rows, history.seconds, trainer)
+    return FitResult(Path(checkpoint.best_model_path), best, history.rows, history.seconds, trainer,
+                     budget=ledger.summary)
 
 
 def fit_tfidf(config: dict[str, Any], data: TextDataModule, checkpoint_dir: Path) -> FitResult:
@@ -160,7 +173,14 @@ def fit_tfidf(config: dict[str, Any], data: TextDataModule, checkpoint_dir: Path
     row = {"epoch": 0, "val_acc": round(result.val_accuracy, 6), "val_macro_f1": round(result.val_macro_f1, 6)}
     details = {"C": result.c, "features": result.features,
                **{f"val_macro_f1_at_C_{c:g}": round(f1, 6) for c, f1 in result.grid.items()}}
-    return FitResult(path, result.val_macro_f1, [row], [seconds], details=details)
+    rows = len(data.datasets["train"])
+    # scikit-learn reads every train text once, whatever the budget: reported in the same shape as the others.
+    budget = {"texts_per_epoch": None, "texts_per_epoch_setting": None, "max_time": None, "train_rows": rows,
+              "batches_per_epoch": 1, "epochs_run": 1, "stopped_by": "epochs", "texts_seen": rows,
+              "distinct_texts_seen": rows, "train_seconds": round(seconds, 2),
+              "texts_per_second": round(rows / seconds, 1) if seconds else None, "world_size": 1,
+              "ranks": [{"rank": 0, "batches": 1, "texts": rows}]}
+    return FitResult(path, result.val_macro_f1, [row], [seconds], details=details, budget=budget)
 
 
 def fit_model(name: str, config: dict[str, Any], trainer_params: Any, data: TextDataModule, checkpoint_dir: Path,

@@ -111,18 +111,54 @@ def test_class_weights_are_inverse_frequency(processed_dir, tmp_path):
     assert torch.allclose(weight, counts.sum() / (len(counts) * counts))
 
 
-@pytest.mark.slow
-def test_ddp_fit_with_two_cpu_processes(project_copy):
-    from tests.pipelines.project import read_params, write_params
+def test_the_train_stage_under_two_process_ddp_on_cpu(processed_dir, tmp_path):
+    """`python -m pipelines.train` with devices 2, strategy ddp on CPU (gloo): Lightning starts the module again
+    as rank 1, which builds its own data and trains its half; rank 0 alone writes the outputs and the MLflow run."""
+    import pandas as pd
+    import yaml
+    from mlflow import MlflowClient
 
-    params = read_params(project_copy)  # ingest, preprocess and pretrain already ran in the copied project
-    params["train"]["trainer"] |= {"devices": 2, "strategy": "ddp"}
-    write_params(project_copy, params)
-    done = subprocess.run([sys.executable, "-m", "pipelines.train", "--model", "textrnn"], cwd=project_copy,
-                          env=_env(), capture_output=True, text=True, timeout=600)
+    from tests.conftest import tiny_params
+    from training.textdata import TextData
+
+    rows = len(pd.read_parquet(processed_dir / "train.parquet"))
+    batch_size = next(b for b in (8, 6, 12, 10) if -(-rows // b) % 2 == 0)  # an even batch count: none left over
+    trainer = {**TINY_TRAIN["trainer"], "accelerator": "cpu", "devices": 2, "strategy": "ddp", "max_epochs": 1,
+               "batch_size": batch_size, "init_from_lm": False, "num_threads": 1}
+    params = parse_params(tiny_params("corpus.csv", train={"trainer": trainer}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params.model_dump(mode="json")), encoding="utf-8")
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.train", "--model", "textrnn", "--data", str(processed_dir)],
+        cwd=tmp_path, env={**_env(), "MLFLOW_TRACKING_URI": store}, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (project_copy / "models/textrnn/best.ckpt").is_file()
-    assert json.loads((project_copy / "models/textrnn/train.json").read_text())["epochs"] == 2
+    # Both processes ran the stage; only rank 0 got past training.
+    assert "rank 0 of 2: trained on" in done.stderr and "rank 1 of 2: trained on" in done.stderr
+    assert done.stderr.count("train textrnn: best val macro-F1") == 1
+    out = tmp_path / "models/textrnn"
+    assert sorted(p.name for p in out.iterdir()) == ["best.ckpt", "train.json"]
+    budget = json.loads((out / "train.json").read_text())["budget"]
+    assert budget["world_size"] == 2 and budget["train_rows"] == rows
+    # Each rank trained on its own half of the batches: the same number each, every row read once, none twice.
+    ranks = budget["ranks"]
+    assert [r["batches"] for r in ranks] == [budget["batches_per_epoch"]] * 2 == [-(-rows // batch_size) // 2] * 2
+    assert sum(r["texts"] for r in ranks) == budget["texts_seen"] == budget["distinct_texts_seen"] == rows
+    runs = MlflowClient(store).search_runs([e.experiment_id for e in MlflowClient(store).search_experiments()])
+    assert len(runs) == 1 and runs[0].data.params["budget.stopped_by"] == "epochs"
+    assert runs[0].data.metrics["budget_texts_seen"] == rows
+    model, labels = load_model(out / "best.ckpt")
+    data = TextData(processed_dir, processed_dir / "tokenizer.json", batch_size)
+    probs = predict_proba(model, data, "test")
+    assert labels == data.labels and probs.shape == (len(data.datasets["test"]), 3)
+    assert torch.allclose(probs.sum(-1), torch.ones(len(probs)))
+    # evaluate reads the DDP-trained checkpoint and carries the budget into the model's metrics.
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.evaluate", "--model", "textrnn", "--data", str(processed_dir)],
+        cwd=tmp_path, env={**_env(), "MLFLOW_TRACKING_URI": store}, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    training = json.loads((tmp_path / "metrics/textrnn.json").read_text())["training"]
+    assert training["world_size"] == 2 and training["texts_seen"] == rows and training["stopped_by"] == "epochs"
+    assert "ranks" not in training and training["epochs"] == 1
 
 
 def _env():
