@@ -33,16 +33,22 @@ AUTO_TEXTS_PER_EPOCH = 200_000
 StoppedBy = Literal["epochs", "early_stopping", "max_time"]
 
 
+def on_cpu(accelerator: str) -> bool:
+    """Whether training runs on the CPU: `cpu`, or `auto` on a machine with no GPU."""
+    return accelerator == "cpu" or (accelerator == "auto" and not torch.cuda.is_available())
+
+
 def resolve_texts_per_epoch(setting: int | Literal["auto"] | None, train_rows: int, limit_train_batches: float = 1.0,
-                            auto_limit: int = AUTO_TEXTS_PER_EPOCH) -> int | None:
+                            auto_limit: int = AUTO_TEXTS_PER_EPOCH, cpu: bool = True) -> int | None:
     """The cap on train texts per epoch, or None for full epochs.
 
-    auto caps only splits above `auto_limit`, and never where limit_train_batches already limits the epoch (an
-    explicit limit wins over the automatic one; params.py refuses an explicit pair)."""
+    auto caps only splits above `auto_limit` and only on the CPU (GPUs train full epochs), and never where
+    limit_train_batches already limits the epoch (an explicit limit wins over the automatic one; params.py
+    refuses an explicit pair)."""
     if setting is None:
         return None
     if setting == "auto":
-        return auto_limit if train_rows > auto_limit and limit_train_batches == 1.0 else None
+        return auto_limit if cpu and train_rows > auto_limit and limit_train_batches == 1.0 else None
     return int(setting)
 
 

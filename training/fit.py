@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import (
     StochasticWeightAveraging,
 )
 
-from training.budget import BudgetLedger, batches_per_rank, resolve_texts_per_epoch
+from training.budget import BudgetLedger, batches_per_rank, on_cpu, resolve_texts_per_epoch
 from training.datamodule import TextDataModule
 from training.module import TextClassifier
 from training.precision import resolve_precision
@@ -110,7 +110,8 @@ def fit_classifier(
                                                  tp.pretrained_lr_scale, tp.lm_transfer)
         log.info("%s: %d tensors initialised from the language model", model_name, len(loaded))
     history = EpochHistory()
-    cap = resolve_texts_per_epoch(tp.texts_per_epoch, len(data.datasets["train"]), tp.limit_train_batches)
+    cap = resolve_texts_per_epoch(tp.texts_per_epoch, len(data.datasets["train"]), tp.limit_train_batches,
+                                  cpu=on_cpu(tp.accelerator))
     ledger = BudgetLedger(cap, tp.max_time, tp.texts_per_epoch)
     callbacks: list[Callback] = [history, ledger, *(extra_callbacks or [])]
     if lm_bundle is not None and tp.freeze_pretrained_epochs:

@@ -33,6 +33,7 @@ def test_auto_caps_only_big_splits_and_an_explicit_batch_limit_wins():
     assert resolve_texts_per_epoch("auto", 2_000_000) == AUTO_TEXTS_PER_EPOCH
     assert resolve_texts_per_epoch("auto", 2_000_000, limit_train_batches=10) is None
     assert resolve_texts_per_epoch(None, 2_000_000) is None and resolve_texts_per_epoch(500, 100) == 500
+    assert resolve_texts_per_epoch("auto", 2_000_000, cpu=False) is None  # GPUs train full epochs
     assert batches_per_rank(200_000, 64, 1) == 3125 and batches_per_rank(200_000, 64, 2) == 1563
     assert batches_per_rank(1, 64, 2) == 1
 
