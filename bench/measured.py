@@ -68,7 +68,11 @@ def run_measured(cmd: Sequence[str], cap_mb: float, cwd: Path, env: Mapping[str,
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
-        _, status, usage = os.wait4(child.pid, 0)
+        try:
+            _, status, usage = os.wait4(child.pid, 0)
+        except BaseException:  # the bench itself interrupted: end the stage's process group with it
+            os.killpg(child.pid, signal.SIGKILL)
+            raise
         seconds = time.perf_counter() - start
         done.set()
         watcher.join()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import time
@@ -189,6 +190,7 @@ def main() -> None:
     mon.add_argument("--data", type=Path, default=REPO / "data/processed")
     mon.add_argument("--out", type=Path)
     args = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so a stage running under the watchdog ends too
     if args.part == "corpus":
         bench_corpus(args)
         return
