@@ -78,12 +78,17 @@ def ngram_counts(model: TfidfLR, texts: Sequence[Sequence[int]], batch_size: int
     """Texts' token ids → sparse [texts, rows] n-gram counts, with the model's own hashing."""
     from scipy import sparse  # fitting only: export and serving-side loading need neither scipy nor sklearn
 
+    texts = texts if isinstance(texts, list) else texts[0:len(texts)]  # a lazy store: one read of them all
+    # Texts of like length share a batch, so a batch pads to little more than its own texts' length (one long
+    # text no longer makes 511 short ones pad to it); the rows keep the texts' own order.
+    order = np.argsort([len(t) for t in texts], kind="stable")
     rows, cols = [], []
     for start in range(0, len(texts), batch_size):
-        chunk = texts[start:start + batch_size]
+        index = order[start:start + batch_size]
+        chunk = [texts[i] for i in index]
         for ids, mask in model.rows(torch.from_numpy(pad(chunk, max(len(t) for t in chunk) or 1))):
             r, c = mask.nonzero(as_tuple=True)
-            rows.append(r.numpy() + start)
+            rows.append(index[r.numpy()])
             cols.append(ids[r, c].numpy())
     shape = (len(texts), model.idf.shape[0])
     ones = np.ones(sum(len(r) for r in rows), dtype=np.float64)
