@@ -4,8 +4,9 @@ Character n-gram TF-IDF + logistic regression is the baseline every recurrent mo
 and it wins on long texts and on single-n-gram cues. This module computes the same vector from `input_ids`
 (token 1..order-grams, hashed as training/ngrams.py does; for Chinese a token is a character): sublinear tf
 (1 + ln count), smooth idf, L2 norm, as scikit-learn's TfidfVectorizer(sublinear_tf=True) does, then a
-linear layer. The weights come from scikit-learn's LogisticRegression fitted on the train split, with C
-chosen on validation. Everything is tensor arithmetic, so it exports to ONNX beside the recurrent models and
+linear layer. The weights come from scikit-learn's LogisticRegression (lbfgs) fitted on the train split, or,
+for a split too large to hold as one matrix, from SGD on the same objective a chunk of texts at a time; C is
+chosen on validation either way. Everything is tensor arithmetic, so it exports to ONNX beside the recurrent models and
 joins the ensemble's average; n-grams that touch a pad are masked, so it is padding-invariant.
 """
 
@@ -126,7 +127,7 @@ class TfidfFit:
 def choose_solver(solver: str, train_texts: int, in_memory_max_texts: int) -> str:
     """auto: the exact in-memory lbfgs while the train split is small enough, the out-of-core sgd above."""
     if solver not in SOLVERS:
-        raise ValueError(f"train.tfidf.solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
+        raise ValueError(f"train.tfidf.solver is {solver!r}: set it to one of {', '.join(SOLVERS)}")
     if solver != "auto":
         return solver
     return "lbfgs" if train_texts <= in_memory_max_texts else "sgd"
@@ -135,7 +136,7 @@ def choose_solver(solver: str, train_texts: int, in_memory_max_texts: int) -> st
 def spans(n: int, size: int) -> list[tuple[int, int]]:
     """[start, stop) of consecutive chunks of at most `size` rows covering 0..n."""
     if size < 1:
-        raise ValueError(f"the chunk size must be at least 1 text, got {size}")
+        raise ValueError(f"chunks of {size} texts: set train.tfidf.chunk_texts to 1 or more")
     return [(start, min(start + size, n)) for start in range(0, n, size)]
 
 
@@ -170,7 +171,8 @@ def fit_sgd(model: TfidfLR, ids: Sequence[Sequence[int]], y_train: np.ndarray, i
     |w|²/2) divided by C·n, so a C means the same for both solvers. Each chunk is featurised once per epoch and
     fed to every C's classifier: featurising costs more than an SGD step, so the grid is nearly free. Chunk
     order is shuffled per epoch (seeded) and rows within a chunk by scikit-learn, since the split's order may
-    not be random.
+    not be random. Above two classes SGDClassifier is one-vs-rest where lbfgs is multinomial: the argmax agrees
+    (tests/training/test_tfidf.py), the probabilities are less calibrated (the calibrate stage rescales them).
     """
     from sklearn.linear_model import SGDClassifier
 
