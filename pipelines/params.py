@@ -200,6 +200,13 @@ class TfidfParams(NgramParams):
     ngram_buckets: int = Field(262_144, ge=1, description="hash buckets for 2..ngram_order-grams")
     c_grid: list[float] = Field([1.0, 3.0, 10.0, 30.0], min_length=1, description="inverse regularisation strengths")
     min_df: int = Field(2, ge=1, description="n-grams in fewer train texts are left out")
+    solver: Literal["auto", "lbfgs", "sgd"] = Field(
+        "auto", description="lbfgs: exact, holds the whole train matrix in memory; sgd: out of core, a chunk at a "
+        "time; auto: lbfgs up to in_memory_max_texts train texts, sgd above")
+    in_memory_max_texts: int = Field(
+        200_000, ge=0, description="the most train texts auto fits in memory (lbfgs peaked at 5.2 GB at 208k)")
+    chunk_texts: int = Field(20_000, ge=1, description="texts sgd featurises at once (memory grows with it)")
+    sgd_epochs: int = Field(5, ge=1, description="sgd's passes over the train split")
 
     @field_validator("c_grid")
     @classmethod

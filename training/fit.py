@@ -153,26 +153,34 @@ def fit_classifier(
                      budget=ledger.summary)
 
 
-def fit_tfidf(config: dict[str, Any], data: TextDataModule, checkpoint_dir: Path) -> FitResult:
+TFIDF_SOLVER_KEYS = ("solver", "in_memory_max_texts", "chunk_texts", "sgd_epochs")
+
+
+def fit_tfidf(config: dict[str, Any], data: TextDataModule, checkpoint_dir: Path, seed: int = 42) -> FitResult:
     """The TF-IDF n-gram logistic regression, fitted by scikit-learn and saved as a checkpoint like the others.
 
-    config is train.tfidf's section: ngram_buckets and ngram_order build the model, c_grid and min_df steer
-    the fit. The checkpoint is a Lightning one, so evaluate, check, the ensemble and export load it as usual.
+    config is train.tfidf's section: ngram_buckets and ngram_order build the model, c_grid, min_df and the
+    solver keys steer the fit (a solver key left out takes fit_tfidf_lr's default); seed orders sgd's chunks.
+    The checkpoint is a Lightning one, so evaluate, check, the ensemble and export load it as usual.
     """
     build = {k: config[k] for k in ("ngram_buckets", "ngram_order")}
     module = TextClassifier("tfidf", build, data.vocab_size, data.labels)
     start = time.perf_counter()
     splits = {s: (data.datasets[s].ids, data.datasets[s].labels) for s in ("train", "val")}
-    result = fit_tfidf_lr(module.model, splits["train"], splits["val"], config["c_grid"], config["min_df"])
+    solver = {k: config[k] for k in TFIDF_SOLVER_KEYS if k in config}
+    result = fit_tfidf_lr(module.model, splits["train"], splits["val"], config["c_grid"], config["min_df"],
+                          seed=seed, **solver)
     seconds = time.perf_counter() - start
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     path = checkpoint_dir / "best.ckpt"
+    ran = {"solver": result.solver, "epochs": result.epochs, "chunk_texts": result.chunk_texts}
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "pytorch-lightning_version": L.__version__, "epoch": 0, "global_step": 0,
-                "tfidf": {"C": result.c, "grid": result.grid, "features": result.features}}, path)
-    log.info("tfidf: C=%g, %d n-gram features, val macro-F1 %.4f", result.c, result.features, result.val_macro_f1)
+                "tfidf": {"C": result.c, "grid": result.grid, "features": result.features, **ran}}, path)
+    log.info("tfidf: %s, C=%g, %d n-gram features, val macro-F1 %.4f", result.solver, result.c, result.features,
+             result.val_macro_f1)
     row = {"epoch": 0, "val_acc": round(result.val_accuracy, 6), "val_macro_f1": round(result.val_macro_f1, 6)}
-    details = {"C": result.c, "features": result.features,
+    details = {"C": result.c, "features": result.features, **ran,
                **{f"val_macro_f1_at_C_{c:g}": round(f1, 6) for c, f1 in result.grid.items()}}
     rows = len(data.datasets["train"])
     # scikit-learn reads every train text once, whatever the budget: reported in the same shape as the others.
@@ -188,7 +196,7 @@ def fit_model(name: str, config: dict[str, Any], trainer_params: Any, data: Text
               loggers: list | bool = False, progress_bar: bool = True, lm_bundle: dict | None = None) -> FitResult:
     """Any model by name: tfidf by scikit-learn (no language model), the recurrent ones by Lightning."""
     if name == "tfidf":
-        return fit_tfidf(config, data, checkpoint_dir)
+        return fit_tfidf(config, data, checkpoint_dir, trainer_params.seed if trainer_params is not None else 42)
     return fit_classifier(name, config, trainer_params, data, checkpoint_dir, loggers, progress_bar, lm_bundle)
 
 
