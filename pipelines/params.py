@@ -204,7 +204,7 @@ class TfidfParams(NgramParams):
         "auto", description="lbfgs: exact, holds the whole train matrix in memory; sgd: out of core, a chunk at a "
         "time; auto: lbfgs up to in_memory_max_texts train texts, sgd above")
     in_memory_max_texts: int = Field(
-        200_000, ge=0, description="the most train texts auto fits in memory (lbfgs peaked at 5.2 GB at 208k)")
+        100_000, ge=0, description="the most train texts auto fits in memory (lbfgs peaked at 5.2 GB at 208k)")
     chunk_texts: int = Field(20_000, ge=1, description="texts sgd featurises at once (memory grows with it)")
     sgd_epochs: int = Field(5, ge=1, description="sgd's passes over the train split")
 
