@@ -19,7 +19,7 @@ from training.cleaning import normalise
 
 SNAPSHOT = Path("data/feedback/feedback.parquet")
 EXPORT_COLUMNS = ["id", "text", "label", "predicted", "model_version", "created", "updated", "text_sha256"]
-QUEUE_COLUMNS = ["id", "text", "predicted", "score", "model_version", "created", "label"]  # and score_<label>
+QUEUE_COLUMNS = ["id", "text", "predicted", "score", "model_version", "created", "count", "label"]  # + score_<label>
 
 
 def iso(epoch: float) -> str:
@@ -41,23 +41,34 @@ def text_key(text: str | None, text_sha256: str) -> str:
 
 def review_queue(store: Store, since: float, until: float, limit: int) -> list[dict[str, Any]]:
     """The texts a person should label first: the window's least confident predictions, one row per distinct
-    text, skipping texts already labelled (under any id). The monitor's report and `pipelines.feedback queue`
-    both show this queue.
+    normalised text, skipping texts already labelled (under any id). Ties in uncertainty go to the text seen
+    most often (`count`, its predictions in the window), so a label fixes the most traffic. The monitor's
+    report and `pipelines.feedback queue` both show this queue.
 
-    `label` is left empty for a person to fill in and send back through POST /feedback with the `id`."""
-    seen = {text_key(row["text"], row["text_sha256"]) for row in store.feedback()}
-    rows = []
+    Each row keeps the id of the text's least confident prediction: feedback for that id labels the text (the
+    snapshot merges by normalised text). `label` is left empty for a person to fill in."""
+    labelled = {text_key(row["text"], row["text_sha256"]) for row in store.feedback()}
+    groups: dict[str, dict[str, Any]] = {}
+    cutoff = None
     for p in store.least_confident(since, until):
         key = text_key(p.text, p.text_sha256)
-        if key in seen:
+        if key in labelled:
             continue
-        seen.add(key)
-        rows.append({"id": p.id, "text": p.text, "predicted": p.label, "score": round(p.score, 4),
-                     **{score_column(k): round(v, 4) for k, v in p.scores.items()},
-                     "model_version": p.model_version, "created": iso(p.created), "label": ""})
-        if len(rows) >= limit:
+        score = round(p.score, 4)
+        if key in groups:
+            groups[key]["hashes"].add(p.text_sha256)
+            continue
+        if cutoff is not None and score > cutoff:  # every text tied with the last place is in: stop
             break
-    return rows
+        groups[key] = {"id": p.id, "text": p.text, "predicted": p.label, "score": score,
+                       **{score_column(k): round(v, 4) for k, v in p.scores.items()},
+                       "model_version": p.model_version, "created": iso(p.created), "hashes": {p.text_sha256}}
+        if len(groups) == limit:
+            cutoff = score
+    counts = store.text_counts(since, until, (h for g in groups.values() for h in g["hashes"]))
+    rows = [{**{k: v for k, v in g.items() if k != "hashes"}, "count": sum(counts.get(h, 0) for h in g["hashes"]),
+             "label": ""} for g in groups.values()]
+    return sorted(rows, key=lambda r: (r["score"], -r["count"]))[:limit]
 
 
 @dataclass(frozen=True)

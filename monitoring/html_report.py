@@ -92,7 +92,7 @@ def render(summary: dict[str, Any], reference: Reference, traffic: Traffic) -> s
     ]
     queue_rows = "".join(
         f"<tr><td><code>{html.escape(q['id'])}</code></td><td>{html.escape(q['text'] or '(hash only)')}</td>"
-        f"<td>{html.escape(q['predicted'])}</td><td class=num>{q['score']:.3f}</td></tr>"
+        f"<td>{html.escape(q['predicted'])}</td><td class=num>{q['score']:.3f}</td><td class=num>{q['count']}</td></tr>"
         for q in summary["review_queue"])
     window = summary["window"]
     return f"""<!doctype html><html lang=en><head><meta charset=utf-8><title>textclf monitoring report</title>
@@ -111,6 +111,6 @@ model {html.escape(', '.join(summary['models']))}</p>
 <h2>Review queue: the least confident predictions, to label first</h2>
 <p class=muted><code>python -m pipelines.feedback queue to_label.csv</code> writes them with their ids; send each
 label back with <code>POST /feedback {{"id": ..., "label": ...}}</code>.</p>
-<table><tr><th>id</th><th>text</th><th>predicted</th><th>score</th></tr>{queue_rows}</table>
+<table><tr><th>id</th><th>text</th><th>predicted</th><th>score</th><th>seen</th></tr>{queue_rows}</table>
 </body></html>
 """

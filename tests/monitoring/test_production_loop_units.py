@@ -13,7 +13,7 @@ import pytest
 from monitoring.drift import label_drift, null_auc_sigma, numeric_drift, text_drift, unk_drift
 from monitoring.feedback_data import merge_feedback, review_queue, write_snapshot
 from monitoring.window import parse_time, window
-from serving.prediction_log import PredictionLogger
+from serving.prediction_log import PredictionLogger, text_sha256
 from serving.store import Prediction, Store, StoreError
 from tests.conftest import make_texts
 from training.cleaning import normalise
@@ -21,7 +21,7 @@ from training.cleaning import normalise
 
 def prediction(pid: str, text: str = "好", label: str = "pos", score: float = 0.9,
                created: float = 100.0) -> Prediction:
-    return Prediction(pid, created, text, "0" * 64, label, score, {"pos": score, "neg": 1 - score}, "m", "3",
+    return Prediction(pid, created, text, text_sha256(text), label, score, {"pos": score, "neg": 1 - score}, "m", "3",
                       len(text), len(text), 0)
 
 
@@ -43,7 +43,13 @@ def test_store_keeps_predictions_and_the_latest_feedback(tmp_path: Path) -> None
     # "a" is labelled, and "b" and "c" are its text; "e" repeats "d" and "f" (full-width) repeats "g".
     assert [row["id"] for row in queue] == ["g", "d", "h"]
     assert queue[0]["score_pos"] == 0.55 and queue[0]["label"] == ""
+    assert [row["count"] for row in queue] == [2, 2, 1]  # "bad" twice (one full-width), "差" twice
     assert [row["id"] for row in review_queue(store, 0, 100, limit=1)] == ["g"]
+    # Equally uncertain texts: the one seen most often comes first, even past the first place's page.
+    store.add_predictions([prediction(f"t{i}", "常见", score=0.3, created=70 + i) for i in range(3)]
+                          + [prediction("once", "少见", score=0.3, created=69)])
+    assert [(r["id"], r["count"]) for r in review_queue(store, 0, 100, limit=1)] == [("t0", 3)]
+    assert [r["id"] for r in review_queue(store, 0, 100, limit=3)] == ["t0", "once", "g"]
 
 
 def test_bad_store_urls_say_what_a_url_looks_like() -> None:
