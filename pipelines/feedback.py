@@ -2,6 +2,8 @@
 
   python -m pipelines.feedback export feedback.csv          every feedback row with the text it labels
   python -m pipelines.feedback queue to_label.csv --limit 100   least confident unlabelled predictions
+  python -m pipelines.feedback queue tasks.json --format label-studio --config config.xml   ... as Label Studio tasks
+  python -m pipelines.feedback import export.json           Label Studio's JSON / JSON-MIN export → feedback
   python -m pipelines.feedback snapshot                     data/feedback/feedback.parquet, tracked by DVC
   python -m pipelines.feedback prune --older-than 30        delete older predictions, never labelled ones
 
@@ -19,10 +21,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from monitoring import label_studio
 from monitoring.feedback_data import QUEUE_COLUMNS, SNAPSHOT, feedback_frame, iso, review_queue, write_snapshot
 from monitoring.window import store_url, window
 from pipelines.cli import run
+from serving.contract import read_meta
 from serving.store import Store
+from training.jsonio import write_json
 
 log = logging.getLogger("textclf.feedback")
 
@@ -62,6 +67,14 @@ def main() -> None:
     queue.add_argument("--limit", type=int, default=100)
     queue.add_argument("--since", help="ISO-8601 start (default: 24 hours before --until)")
     queue.add_argument("--until", help="ISO-8601 end (default: now)")
+    queue.add_argument("--format", choices=["table", "label-studio"], default="table",
+                       help="table: CSV/TSV/JSONL/Parquet by the file's ending; label-studio: tasks JSON")
+    queue.add_argument("--config", type=Path, help="also write the Label Studio labelling config (XML) here")
+    queue.add_argument("--bundle", type=Path, default=Path("artifacts/bundle"), help="the model whose labels to offer")
+    imports = sub.add_parser("import", help="store Label Studio's JSON or JSON-MIN export as feedback")
+    imports.add_argument("export", type=Path)
+    imports.add_argument("--bundle", type=Path, default=Path("artifacts/bundle"),
+                         help="the served model, whose labels an annotation may use")
     snapshot = sub.add_parser("snapshot", help=f"freeze the feedback into {SNAPSHOT} and dvc add it")
     snapshot.add_argument("--out", type=Path, default=SNAPSHOT)
     snapshot.add_argument("--no-dvc", action="store_true", help="write the file only")
@@ -81,10 +94,22 @@ def main() -> None:
     elif args.command == "queue":
         span = window(args.since, args.until)
         rows = review_queue(store, span.since, span.until, args.limit)
-        frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=QUEUE_COLUMNS)
-        write_table(frame, args.output)
-        log.info("feedback: %d prediction(s) to label written to %s (%s to %s); fill in 'label' and POST each "
-                 "{id, label} to /feedback", len(frame), args.output, *span.as_dict().values())
+        if args.format == "label-studio":
+            write_json(args.output, label_studio.tasks(rows))
+        else:
+            write_table(pd.DataFrame(rows) if rows else pd.DataFrame(columns=QUEUE_COLUMNS), args.output)
+        if args.config:
+            args.config.write_text(label_studio.labeling_config(read_meta(args.bundle).labels), encoding="utf-8")
+        log.info("feedback: %d text(s) to label written to %s (%s to %s); %s", len(rows), args.output,
+                 *span.as_dict().values(), "import them into Label Studio, then `python -m pipelines.feedback "
+                 "import` its export" if args.format == "label-studio" else "fill in 'label' and POST each "
+                 "{id, label} to /feedback")
+    elif args.command == "import":
+        done = label_studio.import_feedback(store, label_studio.read_export(args.export),
+                                            tuple(read_meta(args.bundle).labels))
+        log.info("feedback: %d label(s) stored from %s; %d task(s) without an annotation; %d unknown id(s)%s",
+                 done.stored, args.export, done.skipped, len(done.unknown_ids),
+                 f": {', '.join(done.unknown_ids[:20])}" if done.unknown_ids else "")
     elif args.command == "prune":
         before = time.time() - args.older_than * 86400
         removed = store.prune(before)

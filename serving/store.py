@@ -284,13 +284,17 @@ class Store:
     # -- feedback -----------------------------------------------------------------------------------
     def add_feedback(self, prediction: Prediction, label: str) -> None:
         """Store (or replace: the latest label wins) the true label of a logged prediction; committed on return."""
+        self.add_feedbacks([(prediction, label)])
+
+    def add_feedbacks(self, labelled: Sequence[tuple[Prediction, str]]) -> None:
+        """add_feedback for many predictions in one transaction: all are stored, or none."""
         now = time.time()
         statement = self._sql(
             f"INSERT INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))}) "
             "ON CONFLICT (id) DO UPDATE SET label = excluded.label, updated = excluded.updated")
         with self._cursor() as cur:
-            cur.execute(statement, (prediction.id, prediction.text, prediction.text_sha256, label, prediction.label,
-                                    prediction.model_version, now, now))
+            cur.executemany(statement, [(p.id, p.text, p.text_sha256, label, p.label, p.model_version, now, now)
+                                        for p, label in labelled])
 
     def feedback(self) -> list[dict[str, Any]]:
         """Every feedback row, oldest first."""
