@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,8 +30,10 @@ def main() -> None:
     params = load_params(args.params).preprocess
     interim, out = Path(args.interim), Path(args.out)
     ingest = json.loads((interim / "ingest.json").read_text())
+    clock = [time.perf_counter()]
     prepared = prepare_splits(interim / "corpus.parquet", out, params.split, params.val_ratio, params.test_ratio,
                               params.seed, ingest["unreadable"])
+    clock.append(time.perf_counter())
     train = out / "train.parquet"
     corpora, language = choose_corpora(params.tokenizer_corpora, list(iter_texts(train, SAMPLE_TEXTS)))
     log.info("preprocess: %s; tokenizer corpora: %s", language.reason, corpora or "the train split only")
@@ -41,13 +44,17 @@ def main() -> None:
     tokenizer = train_tokenizer(vocabulary_texts, params.vocab_size, params.min_frequency, params.max_len, kind,
                                 params.lowercase)
     tokenizer.save(str(out / "tokenizer.json"))
+    clock.append(time.perf_counter())
     tokens = build_store(out, out / "tokenizer.json", prepared.labels)
+    clock.append(time.perf_counter())
     report = {
         "source": ingest["source"], "rows_read": ingest["rows_read"], "rows_kept": prepared.kept,
         "rows_dropped": sum(prepared.dropped.values()), "dropped": prepared.dropped, "feedback": ingest.get("feedback"),
         "splits": prepared.split_sizes, "labels": prepared.split_labels, "split": prepared.split,
         "vocab_size": tokenizer.get_vocab_size(), "language": asdict(language), "tokenizer_corpora": corpora,
         "tokenizer": {"kind": kind, "lowercase": params.lowercase, "train_texts": sample}, "tokens": tokens,
+        "seconds": dict(zip(("split", "tokenizer", "token_store"),
+                            (round(b - a, 1) for a, b in itertools.pairwise(clock)), strict=True)),
     }
     if report["rows_kept"] + report["rows_dropped"] != report["rows_read"]:
         raise RuntimeError(f"report doesn't account for every row: {report}")
