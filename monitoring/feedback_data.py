@@ -88,12 +88,6 @@ def write_snapshot(store: Store, path: Path = SNAPSHOT) -> Snapshot:
     return Snapshot(path, len(kept), int((~has_text).sum()))
 
 
-@dataclass(frozen=True)
-class Merged:
-    frame: pd.DataFrame
-    counts: dict[str, int]
-
-
 class FeedbackMerge:
     """Feedback merged into a corpus read in batches: a feedback label wins over a corpus label for the same
     text, and the feedback rows join at the end.
@@ -123,9 +117,3 @@ class FeedbackMerge:
         """The feedback rows themselves, after the corpus."""
         return self.rows[["text", "label"]].reset_index(drop=True)
 
-
-def merge_feedback(corpus: pd.DataFrame, feedback: pd.DataFrame) -> Merged:
-    """A whole corpus frame merged with feedback at once (see FeedbackMerge)."""
-    merge = FeedbackMerge(feedback)
-    merged = pd.concat([merge.apply(corpus), merge.tail()], ignore_index=True)
-    return Merged(merged, merge.counts)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 
 # After NFKC (preprocess) full-width ！？； are ASCII; 。 and … stay as they are.
 _SENTENCE_END = re.compile(r"(?<=[。!?;！？；…\n])")
@@ -33,9 +33,3 @@ def iter_sentence_views(texts: Iterable[str], labels: Iterable[int], per_text: i
         for part in rng.sample(parts, min(per_text, len(parts))):
             yield part, int(label)
 
-
-def sentence_views(texts: Sequence[str], labels: Sequence[int], per_text: int,
-                   seed: int) -> tuple[list[str], list[int]]:
-    """iter_sentence_views as two lists; ([], []) when per_text is 0."""
-    pairs = list(iter_sentence_views(texts, labels, per_text, seed))
-    return [t for t, _ in pairs], [y for _, y in pairs]

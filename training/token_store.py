@@ -14,7 +14,7 @@ only numpy, a DataLoader worker or DDP rank reopens it from two paths, and lengt
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,12 +165,6 @@ class _StackedIds(Sequence):
             return [self[i] for i in range(*index.indices(len(self)))]
         part, j = self.stacked.locate(index if index >= 0 else index + len(self))
         return part.ids[j]
-
-
-def chunks(ids: Sequence[list[int]], size: int) -> Iterator[list[list[int]]]:
-    """Bounded slices of a split's ids, in order."""
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
 
 
 def build_store(data_dir: Path, tokenizer_path: Path, labels: list[str], batch_rows: int = 50_000) -> dict[str, int]:

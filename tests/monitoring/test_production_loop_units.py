@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from monitoring.drift import label_drift, null_auc_sigma, numeric_drift, text_drift, unk_drift
-from monitoring.feedback_data import merge_feedback, review_queue, write_snapshot
+from monitoring.feedback_data import FeedbackMerge, review_queue, write_snapshot
 from monitoring.window import parse_time, window
 from serving.prediction_log import PredictionLogger, text_sha256
 from serving.store import Prediction, Store, StoreError
@@ -86,10 +86,11 @@ def test_feedback_wins_over_the_corpus_label_and_the_latest_feedback_wins() -> N
     corpus = pd.DataFrame({"text": ["好看", "太差", "一般"], "label": ["pos", "neg", "pos"]})
     feedback = pd.DataFrame({"text": ["一般 ", "新的", "新的"], "label": ["neg", "pos", "neg"],
                              "updated": ["2026-01-01", "2026-01-01", "2026-01-02"]})
-    merged = merge_feedback(corpus, feedback)
-    labels = dict(zip(merged.frame["text"].map(normalise), merged.frame["label"], strict=True))
+    merge = FeedbackMerge(feedback)
+    frame = pd.concat([merge.apply(corpus), merge.tail()])
+    labels = dict(zip(frame["text"].map(normalise), frame["label"], strict=True))
     assert labels == {"好看": "pos", "太差": "neg", "一般": "neg", "新的": "neg"}
-    assert merged.counts == {"rows": 3, "texts": 2, "already_in_corpus": 1, "labels_overridden": 1,
+    assert merge.counts == {"rows": 3, "texts": 2, "already_in_corpus": 1, "labels_overridden": 1,
                              "superseded_or_empty": 1}
 
 

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from training.augment import sentence_views, sentences
+from training.augment import iter_sentence_views, sentences
 from training.datamodule import TextDataModule
 from training.token_store import build_store
 from training.tokenizer import train_tokenizer
@@ -9,6 +9,11 @@ from training.tokenizer import train_tokenizer
 def test_sentences_split_on_chinese_and_ascii_ends_and_drop_tiny_pieces():
     assert sentences("我很喜欢这本书!内容很好。好!不过印刷一般;") == ["我很喜欢这本书!", "内容很好。", "不过印刷一般;"]
     assert sentences("没有句号的一段话") == ["没有句号的一段话"]
+
+
+def sentence_views(texts, labels, per_text, seed):
+    pairs = list(iter_sentence_views(texts, labels, per_text, seed))
+    return [t for t, _ in pairs], [y for _, y in pairs]
 
 
 def test_sentence_views_are_seeded_labelled_and_skip_single_sentences():
