@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +52,19 @@ TINY_TRAIN = {
     "bilstm": {"embedding_dim": 16, "hidden_size": 16, "attention_size": 16},
     "tfidf": {"ngram_buckets": 4096},
 }
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Label Studio's cached venv and data folder, built in the background while the tests before its test run
+    (its test waits for them under a file lock; see tests/label_studio.py)."""
+    if any("label_studio_round_trip" in item.nodeid for item in session.items):
+        from tests.label_studio import CACHE, prepared
+
+        if not prepared():
+            CACHE.mkdir(parents=True, exist_ok=True)
+            with (CACHE / "label-studio-prepare.log").open("wb") as log:
+                subprocess.Popen([sys.executable, "-m", "tests.label_studio"], cwd=REPO, stdout=log,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def tiny_params(source: str | Path, **sections: dict) -> dict:

@@ -587,3 +587,67 @@ def test_feedback_snapshot_reaches_the_next_repro_and_then_it_is_a_no_op(project
     labels = dict(zip(splits["text"], splits["label"], strict=True))
     assert labels[flipped_text] == new_label and all(t in labels for t in fresh["text"])
     assert ran(sh(project, "dvc", "repro", "preprocess").stdout) == set()
+
+
+def test_label_studio_round_trip_reaches_the_next_train_split(project, served, tmp_path):
+    """The review queue into a real Label Studio, reviewers' annotations through its API, its export back as
+    feedback, a snapshot, and `dvc repro`: the labels are in the next train split."""
+    from tests.label_studio import start_label_studio
+
+    server, store = served
+    fresh = make_texts(4, seed=31)  # 4 a class
+    truth = dict(zip(fresh["text"], fresh["label"], strict=True))
+    _, since, until = send(server, [*fresh["text"], *fresh["text"][:3]])  # three texts seen twice
+    feedback = [sys.executable, "-m", "pipelines.feedback", "--store", store]
+    sh(project, *feedback, "queue", "ls-tasks.json", "--format", "label-studio", "--config", "ls-config.xml",
+       "--since", since, "--until", until)
+    tasks = json.loads((project / "ls-tasks.json").read_text(encoding="utf-8"))
+    assert sorted(t["data"]["text"] for t in tasks) == sorted(truth)  # one task a text
+    assert sorted(t["data"]["count"] for t in tasks) == [1] * 5 + [2] * 3
+
+    studio = start_label_studio(tmp_path)
+    try:
+        with studio.api() as api:
+            created = api.post("/api/projects", json={"title": "textclf review queue",
+                                                      "label_config": (project / "ls-config.xml").read_text()})
+            assert created.status_code == 201, created.text
+            pid = created.json()["id"]
+            imported = api.post(f"/api/projects/{pid}/import", json=tasks).json()
+            assert (imported["task_count"], imported["prediction_count"]) == (len(tasks), len(tasks))
+            listed = api.get("/api/tasks", params={"project": pid, "page_size": 100}).json()["tasks"]
+            assert {t["data"]["prediction_id"] for t in listed} == {t["data"]["prediction_id"] for t in tasks}
+
+            def annotate(task: dict, label: str | None) -> None:
+                result = [] if label is None else [{"from_name": "label", "to_name": "text", "type": "choices",
+                                                    "value": {"choices": [label]}}]
+                done = api.post(f"/api/tasks/{task['id']}/annotations",
+                                json={"result": result, "was_cancelled": label is None})
+                assert done.status_code == 201, done.text
+
+            skipped, twice, *rest = listed
+            annotate(skipped, None)  # the reviewer skips one task: nothing is stored for it
+            wrong = "neg" if truth[twice["data"]["text"]] == "pos" else "pos"
+            annotate(twice, wrong)
+            annotate(twice, truth[twice["data"]["text"]])  # corrected: the latest annotation wins
+            for task in rest:
+                annotate(task, truth[task["data"]["text"]])
+            export = api.get(f"/api/projects/{pid}/export", params={"exportType": "JSON"})
+            assert export.status_code == 200, export.text
+            (project / "ls-export.json").write_bytes(export.content)
+    finally:
+        studio.stop()
+
+    before = (json.loads((project / "data/processed/report.json").read_text())["feedback"] or {}).get("rows", 0)
+    imported = sh(project, *feedback, "import", "ls-export.json").stderr
+    assert f"{len(tasks) - 1} label(s) stored" in imported and "1 task(s) without an annotation" in imported
+    sh(project, *feedback, "snapshot")
+    assert ran(sh(project, "dvc", "repro", "preprocess").stdout) == {"ingest", "preprocess"}
+    report = json.loads((project / "data/processed/report.json").read_text())
+    assert report["feedback"]["rows"] == before + len(tasks) - 1
+    train = pd.read_parquet(project / "data/processed/train.parquet")
+    held_out = [pd.read_parquet(project / f"data/processed/{s}.parquet") for s in ("val", "test")]
+    everywhere = pd.concat([train, *held_out])
+    labels = dict(zip(everywhere["text"], everywhere["label"], strict=True))
+    assert skipped["data"]["text"] not in labels
+    assert all(labels[t["data"]["text"]] == truth[t["data"]["text"]] for t in [twice, *rest])
+    assert set(train["text"]) & {t["data"]["text"] for t in rest}  # in the next train split, as the split puts them
