@@ -6,7 +6,8 @@ folder (its first start spends about 25 s on database migrations) are built once
 On a machine without them, the test session builds them in the background from its start (tests/conftest.py),
 so the wait overlaps the tests before it.
 
-  python -m tests.label_studio     build the cached venv and data folder now
+  python -m tests.label_studio                     build the cached venv and data folder now
+  python -m tests.label_studio --screenshot PNG    the task page with the champion's pre-annotation (README)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,5 +132,50 @@ def start_label_studio(work: Path, timeout: float = 180.0) -> LabelStudio:
     return _start(data_dir, work / "label-studio.log", timeout)
 
 
+def session_cookies(studio: LabelStudio) -> list[dict]:
+    """Log the reviewer in through the login form, as a browser does: the session cookie for DevTools."""
+    with httpx.Client(base_url=studio.url, timeout=30) as web:
+        csrf = web.get("/user/login/").cookies["csrftoken"]
+        web.post("/user/login/", data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
+                 headers={"Referer": studio.url + "/user/login/"})
+        return [{"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": "/"} for c in web.cookies.jar]
+
+
+def task_page(bundle: Path, png: Path, texts: int = 400) -> Path:
+    """The review queue of `bundle` over held-out texts as a Label Studio project; its first task's page."""
+    import pandas as pd
+
+    from monitoring.label_studio import labeling_config, tasks
+    from serving.predictor import OnnxPredictor
+    from tests.browser import Chromium
+
+    predictor = OnnxPredictor(bundle)
+    sample = pd.read_parquet("data/processed/test.parquet")["text"].head(texts).tolist()
+    answers, _ = predictor.predict_with_ids(sample)
+    queue = sorted(({"id": f"p{i}", "text": t, "predicted": a["label"], "score": float(a["score"]),
+                     "model_version": predictor.info.version, "count": 1}
+                    for i, (t, a) in enumerate(zip(sample, answers, strict=True))), key=lambda row: row["score"])[:20]
+    with tempfile.TemporaryDirectory() as work:
+        studio = start_label_studio(Path(work))
+        browser = Chromium()
+        try:
+            with studio.api() as api:
+                pid = api.post("/api/projects", json={"title": "textclf review queue",
+                                                      "label_config": labeling_config(predictor.labels)}).json()["id"]
+                api.post(f"/api/projects/{pid}/import", json=tasks(queue)).raise_for_status()
+                first = api.get("/api/tasks", params={"project": pid}).json()["tasks"][0]["id"]
+            browser.screenshot(f"{studio.url}/projects/{pid}/data?task={first}", png, session_cookies(studio))
+        finally:
+            browser.close()
+            studio.stop()
+    return png
+
+
 if __name__ == "__main__":
-    print(prepare())
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--screenshot", type=Path, help="write the task page here (needs artifacts/bundle)")
+    p.add_argument("--bundle", type=Path, default=Path("artifacts/bundle"))
+    args = p.parse_args()
+    print(task_page(args.bundle, args.screenshot) if args.screenshot else prepare())
