@@ -9,7 +9,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: setup run repro serve test lint mlflow-ui bench bench-train bench-candidates bench-ceiling bench-labels bench-serve \
-	bench-production bench-scale browser
+	bench-production bench-scale bench-loop browser
 
 setup: $(VENV)/.installed
 
@@ -42,7 +42,7 @@ test: setup lint browser
 mlflow-ui: setup
 	mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --host 127.0.0.1 --port $(MLFLOW_PORT)
 
-bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve bench-production bench-scale
+bench: bench-train bench-candidates bench-ceiling bench-labels bench-serve bench-production bench-scale bench-loop
 
 bench-train: repro
 	$(PY) -m bench.train_bench
@@ -75,3 +75,8 @@ bench-production: repro
 bench-scale: repro
 	$(PY) -m bench.scale_bench monitor
 	$(PY) -m bench.scale_bench monitor --postgres
+
+# What a label buys: the review queue against random picks, rounds of serve → label (Label Studio import) →
+# snapshot → dvc repro, seeds 42, 1, 2 on the quick model set (rcnn + tfidf); about 2 hours on 2 cores.
+bench-loop: setup
+	$(PY) -m bench.loop_bench --seeds 42 1 2 --rounds 4 --labels 500

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -170,6 +171,36 @@ def test_prune_keeps_every_prediction_with_feedback(dialect: str, tmp_path: Path
     # The review queue reads the same on both databases: one row per text, labelled texts skipped.
     store.add_predictions([prediction("dup", text="新", score=0.2, created=510)])
     assert [row["id"] for row in review_queue(store, 0, 1000, limit=10)] == ["dup"]
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_label_studio_tasks_and_import_read_the_same_on_both_databases(dialect, tmp_path, request) -> None:
+    from monitoring.label_studio import LabelStudioError, import_feedback, read_export, tasks
+
+    store = Store(store_url(dialect, tmp_path, request))
+    store.add_predictions([prediction("a1", text="还行", score=0.55, created=10),
+                           prediction("a2", text="还行", score=0.55, created=11),  # the same text again
+                           prediction("b", text="很好", score=0.6, created=12),
+                           prediction("c", text="不错", score=0.95, created=13)])
+    made = tasks(review_queue(store, 0, 100, limit=2))
+    assert [(t["data"]["text"], t["data"]["count"]) for t in made] == [("还行", 2), ("很好", 1)]
+    choice = {"from_name": "label", "to_name": "text", "type": "choices"}
+
+    def export(labels: list[str]) -> Path:
+        path = tmp_path / "export.json"
+        path.write_text(json.dumps([{**t, "annotations": [{"id": 1, "result": [{**choice, "value": {
+            "choices": [label]}}], "updated_at": "2026-12-07T10:00:00Z"}]} for t, label in zip(made, labels,
+                                                                                          strict=True)]))
+        return path
+
+    with pytest.raises(LabelStudioError, match="'meh' is not a label"):
+        import_feedback(store, read_export(export(["neg", "meh"])), ("neg", "pos"))
+    assert store.feedback() == []  # the bad file stored nothing, not even its good first row
+    done = import_feedback(store, read_export(export(["neg", "pos"])), ("neg", "pos"))
+    assert (done.stored, done.unknown_ids) == (2, [])
+    assert sorted((r["id"], r["label"]) for r in store.feedback()) == [(made[0]["data"]["prediction_id"], "neg"),
+                                                                       ("b", "pos")]
+    assert [t["data"]["text"] for t in tasks(review_queue(store, 0, 100, limit=5))] == ["不错"]  # labelled: gone
 
 
 def test_prune_command_says_how_many_rows_went(tmp_path: Path) -> None:
