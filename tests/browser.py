@@ -7,6 +7,7 @@ import base64
 import fcntl
 import json
 import os
+import select
 import subprocess
 import tempfile
 import time
@@ -32,7 +33,7 @@ class Chromium:
             stderr=subprocess.DEVNULL)
         os.close(to_chrome_r)
         os.close(from_chrome_w)
-        self._buffer, self._next = b"", 0
+        self._buffer, self._next, self.timeout_s = b"", 0, 60.0
 
     def send(self, method: str, params: dict | None = None, session: str | None = None) -> dict:
         self._next += 1
@@ -42,6 +43,8 @@ class Chromium:
         os.write(self._to_chrome, json.dumps(message).encode() + b"\0")
         while True:
             while b"\0" not in self._buffer:
+                if not select.select([self._from_chrome], [], [], self.timeout_s)[0]:
+                    raise TimeoutError(f"{method}: chromium did not answer within {self.timeout_s} s")
                 chunk = os.read(self._from_chrome, 1 << 20)
                 if not chunk:
                     raise RuntimeError("chromium closed its DevTools pipe")
@@ -60,15 +63,23 @@ class Chromium:
         if cookies:
             self.send("Storage.setCookies", {"cookies": cookies})
         self.send("Page.enable", session=session)
-        self.send("Page.navigate", {"url": url}, session=session)
+        navigated = self.send("Page.navigate", {"url": url}, session=session)
+        if navigated.get("errorText"):
+            raise RuntimeError(f"opening {url} failed: {navigated['errorText']}")
         time.sleep(wait_s)
         shot = self.send("Page.captureScreenshot", {"format": "png"}, session=session)
         png.write_bytes(base64.b64decode(shot["data"]))
         return png
 
     def close(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        os.close(self._to_chrome)
-        os.close(self._from_chrome)
-        self._profile.cleanup()
+        try:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        finally:
+            os.close(self._to_chrome)
+            os.close(self._from_chrome)
+            self._profile.cleanup()

@@ -54,6 +54,9 @@ TINY_TRAIN = {
 }
 
 
+BUILDERS: list[subprocess.Popen] = []  # held, so the builder is not garbage-collected while it runs
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Label Studio's cached venv and data folder, built in the background while the tests before its test run
     (its test waits for them under a file lock; see tests/label_studio.py)."""
@@ -62,9 +65,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
         if not prepared():
             CACHE.mkdir(parents=True, exist_ok=True)
-            with (CACHE / "label-studio-prepare.log").open("wb") as log:
-                subprocess.Popen([sys.executable, "-m", "tests.label_studio"], cwd=REPO, stdout=log,
-                                 stderr=subprocess.STDOUT, start_new_session=True)
+            with (CACHE / "label-studio-prepare.log").open("ab") as log:
+                BUILDERS.append(subprocess.Popen([sys.executable, "-m", "tests.label_studio"], cwd=REPO, stdout=log,
+                                                 stderr=subprocess.STDOUT, start_new_session=True))
 
 
 def tiny_params(source: str | Path, **sections: dict) -> dict:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from tests.servers import free_port
 VERSION = "1.23.2"
 USER, PASSWORD = "reviewer@textclf.local", "textclf-reviewer"
 TOKEN = "5c0f3e9a1d7b4c2e8f6a0b9d3e7c1f4a2b8d6e0c"  # a legacy API token, set at start, so tests need no UI
+STARTED = re.compile(r"Starting development server at (http://127\.0\.0\.1:\d+)/")
 CACHE = Path(os.environ.get("TEXTCLF_TOOL_CACHE", Path.home() / ".cache" / "textclf"))
 
 
@@ -60,11 +62,17 @@ def venv() -> Path:
     return path
 
 
+OFFLINE = {"SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false", "LATEST_VERSION_CHECK": "false"}
+# Whatever configures a Label Studio or a Django database elsewhere on this machine stays out of this one, and our
+# checkout stays out of its imports.
+FOREIGN = ("PYTHONPATH", "LABEL_STUDIO_", "DJANGO_", "DATABASE_", "POSTGRE_", "MYSQL_", "SENTRY_")
+
+
 def _environment(data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # our checkout stays out of its imports
-    return {**env, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_DB": "sqlite",
-            # offline and quiet: no error reports or analytics leave the machine
-            "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "", "COLLECT_ANALYTICS": "false"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(FOREIGN)}
+    # offline and quiet: no error reports, analytics or version checks leave the machine
+    return {**env, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "DJANGO_DB": "sqlite", "PYTHONUNBUFFERED": "1",
+            **OFFLINE}
 
 
 @dataclass
@@ -94,16 +102,20 @@ def _start(data_dir: Path, log_path: Path, timeout: float) -> LabelStudio:
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, env=_environment(data_dir), stdout=log, stderr=subprocess.STDOUT,
                                    cwd=data_dir)
-    server = LabelStudio(f"http://127.0.0.1:{port}", process, log_path)
+    server = LabelStudio("", process, log_path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"label-studio exited with {process.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            if httpx.get(server.url + "/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            pass
+        # It moves to the next port when the chosen one was taken meanwhile: ask it where it listens.
+        started = STARTED.search(log_path.read_text(errors="replace"))
+        if started:
+            server.url = started.group(1)
+            try:
+                if httpx.get(server.url + "/health", timeout=2).status_code == 200:
+                    return server
+            except httpx.HTTPError:
+                pass
         time.sleep(0.3)
     server.stop()
     raise TimeoutError(f"label-studio not up after {timeout}s:\n{log_path.read_text()[-4000:]}")
@@ -138,6 +150,8 @@ def session_cookies(studio: LabelStudio) -> list[dict]:
         csrf = web.get("/user/login/").cookies["csrftoken"]
         web.post("/user/login/", data={"email": USER, "password": PASSWORD, "csrfmiddlewaretoken": csrf},
                  headers={"Referer": studio.url + "/user/login/"})
+        if "sessionid" not in web.cookies:
+            raise RuntimeError(f"logging {USER} in to {studio.url} failed: no session cookie")
         return [{"name": c.name, "value": c.value, "domain": "127.0.0.1", "path": "/"} for c in web.cookies.jar]
 
 
@@ -156,9 +170,9 @@ def task_page(bundle: Path, png: Path, texts: int = 400) -> Path:
                      "model_version": predictor.info.version, "count": 1}
                     for i, (t, a) in enumerate(zip(sample, answers, strict=True))), key=lambda row: row["score"])[:20]
     with tempfile.TemporaryDirectory() as work:
-        studio = start_label_studio(Path(work))
-        browser = Chromium()
+        studio, browser = start_label_studio(Path(work)), None
         try:
+            browser = Chromium()
             with studio.api() as api:
                 pid = api.post("/api/projects", json={"title": "textclf review queue",
                                                       "label_config": labeling_config(predictor.labels)}).json()["id"]
@@ -166,7 +180,8 @@ def task_page(bundle: Path, png: Path, texts: int = 400) -> Path:
                 first = api.get("/api/tasks", params={"project": pid}).json()["tasks"][0]["id"]
             browser.screenshot(f"{studio.url}/projects/{pid}/data?task={first}", png, session_cookies(studio))
         finally:
-            browser.close()
+            if browser is not None:
+                browser.close()
             studio.stop()
     return png
 
