@@ -214,6 +214,24 @@ def summary(rows: list[dict]) -> dict:
                       for (a, r), row in means.iterrows()}}
 
 
+def table(rows: list[dict]) -> str:
+    """Markdown: per round and arm, labels and test accuracy / val macro-F1 as mean ± std over seeds."""
+    frame = curves(rows)
+    lines = ["| round | labels | queue: test acc. | random: test acc. | queue: val macro-F1 | random: val macro-F1 |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for r, runs in frame.groupby("round"):
+        arm = {a: runs[runs.arm == a] for a in ("queue", "random")}
+
+        def cell(a: str, metric: str, runs=arm) -> str:
+            values = runs[a][metric] * 100
+            return f"{values.mean():.2f} ± {values.std(ddof=1) if len(values) > 1 else 0:.2f}"
+
+        lines.append(f"| {r} | {int(arm['queue']['labels'].mean())} | {cell('queue', 'test_accuracy')} | "
+                     f"{cell('random', 'test_accuracy')} | {cell('queue', 'val_macro_f1')} | "
+                     f"{cell('random', 'val_macro_f1')} |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -266,6 +284,7 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=2, allow_nan=False))
     plot(rows, args.out.with_suffix(".png"))
     print(json.dumps(report["summary"], indent=2))
+    print(table(rows))
 
 
 def described(args: argparse.Namespace) -> dict[str, str]:
