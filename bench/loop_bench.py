@@ -247,6 +247,9 @@ def plot(rows: list[dict], path: Path) -> None:
                                                                  std=(metric, "std"))
             ax.errorbar(stats["labels"], stats["mean"], yerr=stats["std"].fillna(0), fmt=style, capsize=3,
                         label=f"{arm} ({frame.seed.nunique()} seeds)")
+        if metric == "test_accuracy":  # the random arm's final accuracy: the line the queue has to reach
+            final = frame[(frame.arm == "random") & (frame["round"] == frame["round"].max())][metric].mean()
+            ax.axhline(final, color="grey", linestyle=":", linewidth=1)
         ax.set_xlabel("labels spent")
         ax.set_title(title)
         ax.grid(alpha=0.3)
