@@ -77,6 +77,6 @@ bench-scale: repro
 	$(PY) -m bench.scale_bench monitor --postgres
 
 # What a label buys: the review queue against random picks, rounds of serve → label (Label Studio import) →
-# snapshot → dvc repro, seeds 42, 1, 2 on the quick model set (rcnn + tfidf); about 2 hours on 2 cores.
+# snapshot → dvc repro, seeds 42, 1, 2 on the quick model set (rcnn + tfidf); about 75 minutes on 2 cores.
 bench-loop: setup
 	$(PY) -m bench.loop_bench --seeds 42 1 2 --rounds 4 --labels 500
