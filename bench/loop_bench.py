@@ -22,7 +22,6 @@ import argparse
 import itertools
 import json
 import random
-import re
 import shutil
 import sys
 import time
@@ -127,17 +126,17 @@ def queue_pick(work: Path, n: int, since: str, until: str) -> list[tuple[str, st
     return [(t["data"]["prediction_id"], t["data"]["text"]) for t in json.loads(out.read_text(encoding="utf-8"))]
 
 
-def label(work: Path, picked: list[tuple[str, str]], truth: dict[str, str]) -> int:
-    """The picked texts' true labels as a reviewer's Label Studio JSON-MIN export, imported and snapshotted; how
-    many the import stored (an id the prediction log dropped under load would be counted, not stored)."""
+def label(work: Path, picked: list[tuple[str, str]], truth: dict[str, str]) -> None:
+    """The picked texts' true labels as a reviewer's Label Studio JSON-MIN export, imported and snapshotted. An id
+    the prediction log dropped under load would be counted, not stored: the summary counts labels by what
+    reached the train split (`curves`), not by what was picked."""
     now = iso(time.time())
     export = [{"prediction_id": pid, "text": text, "label": truth[text], "updated_at": now} for pid, text in picked]
     path = work / "serve" / "export.json"
     path.write_text(json.dumps(export, ensure_ascii=False), encoding="utf-8")
     store = f"sqlite:///{work / 'feedback.db'}"
-    done = sh(work, sys.executable, "-m", "pipelines.feedback", "--store", store, "import", str(path))
+    sh(work, sys.executable, "-m", "pipelines.feedback", "--store", store, "import", str(path))
     sh(work, sys.executable, "-m", "pipelines.feedback", "--store", store, "snapshot")
-    return int(re.search(r"(\d+) label\(s\) stored", done.stderr).group(1))
 
 
 def run_seed(seed: int, args: argparse.Namespace, root: Path, save) -> list[dict]:
@@ -146,13 +145,13 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path, save) -> list[dict
     truth = dict(zip(pool["text"], pool["label"], strict=True))
     base = make_project(root / f"seed{seed}" / "round0", first, seed, args.models)
     zero = repro(base)
-    rows = [{"seed": seed, "arm": arm, "round": 0, "labels": 0, "stored": 0, **zero} for arm in ("queue", "random")]
+    rows = [{"seed": seed, "arm": arm, "round": 0, "labels": 0, **zero} for arm in ("queue", "random")]
     save(rows)
     pool_texts = pool["text"].tolist()
     for arm in ("queue", "random"):
         work = root / f"seed{seed}" / arm
         shutil.copytree(base, work, symlinks=True)
-        rng, labelled, stored = random.Random(f"{seed}-{arm}"), set(), 0
+        rng, labelled = random.Random(f"{seed}-{arm}"), set()
         for r in range(1, args.rounds + 1):
             # the same day's traffic for both arms; texts labelled before come again, as in production
             day = random.Random(f"{seed}-day-{r}").sample(pool_texts, min(args.traffic, len(pool_texts)))
@@ -163,9 +162,8 @@ def run_seed(seed: int, args: argparse.Namespace, root: Path, save) -> list[dict
                 fresh = [t for t in day if t not in labelled]
                 picked = [(ids[t], t) for t in rng.sample(fresh, min(args.labels, len(fresh)))]
             labelled.update(t for _, t in picked)
-            stored += label(work, picked, truth)
-            rows.append({"seed": seed, "arm": arm, "round": r, "labels": len(labelled), "stored": stored,
-                         **repro(work)})
+            label(work, picked, truth)
+            rows.append({"seed": seed, "arm": arm, "round": r, "labels": len(labelled), **repro(work)})
             save(rows)
     return rows
 

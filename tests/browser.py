@@ -1,5 +1,5 @@
 """Headless Chromium driven over its DevTools pipe, for pages behind a login (the plain `--screenshot` flag
-cannot send a session cookie). Standard library only: the protocol is NUL-separated JSON on fds 3 and 4."""
+cannot send a session cookie). No client library: the protocol is NUL-separated JSON on fds 3 and 4."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from tests.servers import end
 
 
 class Chromium:
@@ -73,12 +75,7 @@ class Chromium:
 
     def close(self) -> None:
         try:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+            end(self.process, grace_s=10)
         finally:
             os.close(self._to_chrome)
             os.close(self._from_chrome)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.servers import free_port
+from tests.servers import end, free_port
 
 VERSION = "1.23.2"
 USER, PASSWORD = "reviewer@textclf.local", "textclf-reviewer"
@@ -85,13 +85,7 @@ class LabelStudio:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Token {TOKEN}"}, timeout=60)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        end(self.process, grace_s=20)
 
 
 def _start(data_dir: Path, log_path: Path, timeout: float) -> LabelStudio:
