@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from monitoring.monitor import Traffic, load_reference, run_checks, token_counts
+from monitoring.monitor import Traffic, run_checks
+from monitoring.reference import load_reference, token_counts
 from serving.prediction_log import text_sha256
 from serving.predictor import OnnxPredictor
 from serving.store import Prediction

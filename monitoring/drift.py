@@ -134,10 +134,10 @@ def _fingerprint(values: np.ndarray) -> int:
     return hash(np.asarray(values).tobytes())
 
 
-def label_drift(train_labels: Sequence[str], predicted: Mapping[str, int], labels: Sequence[str],
+def label_drift(train_labels: Mapping[str, int], predicted: Mapping[str, int], labels: Sequence[str],
                 thresholds: Thresholds = DEFAULT_THRESHOLDS) -> Check:
-    """`predicted`: the window's rows per predicted label."""
-    ref = np.array([sum(1 for x in train_labels if x == lab) for lab in labels], dtype=float)
+    """`train_labels`: train rows per label; `predicted`: the window's rows per predicted label."""
+    ref = np.array([train_labels.get(lab, 0) for lab in labels], dtype=float)
     cur = np.array([predicted.get(lab, 0) for lab in labels], dtype=float)
     share = ref / ref.sum()
     figure = js_distance(share, cur / max(cur.sum(), 1))
@@ -146,7 +146,8 @@ def label_drift(train_labels: Sequence[str], predicted: Mapping[str, int], label
     threshold = max(thresholds.labels_js, noise)
     return Check("labels", figure, threshold, figure > threshold,
                  "Jensen-Shannon distance, predicted labels vs train labels",
-                 {"rows": int(cur.sum()), "train_share": dict(zip(labels, share.round(4).tolist(), strict=True)),
+                 {"rows": int(cur.sum()), "train_rows": int(ref.sum()),
+                  "train_share": dict(zip(labels, share.round(4).tolist(), strict=True)),
                   "current_share": dict(zip(labels, (cur / max(cur.sum(), 1)).round(4).tolist(), strict=True))})
 
 
@@ -168,7 +169,7 @@ def numeric_drift(name: Literal["confidence", "length"], reference: Sequence[flo
                          lambda rng, n: normed_wasserstein(ref, rng.choice(ref, n, replace=True)), n)
     threshold = max(getattr(thresholds, f"{name}_wasserstein"), noise)
     return Check(name, figure, threshold, figure > threshold, f"Wasserstein distance / reference std, {what}",
-                 {"rows": n, "reference_mean": float(np.mean(reference)),
+                 {"rows": n, "reference_rows": len(ref), "reference_mean": float(np.mean(reference)),
                   "current_mean": float(np.average(values, weights=rows))})
 
 
@@ -180,4 +181,5 @@ def unk_drift(ref_tokens: Sequence[int], ref_unk: Sequence[int], cur_tokens: int
     gap = cur_share - ref_share
     return Check("unk_share", gap, thresholds.unk_share_gap, gap > thresholds.unk_share_gap,
                  "share of [UNK] tokens, window minus test split",
-                 {"tokens": cur_tokens, "reference_share": ref_share, "current_share": cur_share})
+                 {"tokens": cur_tokens, "reference_rows": len(ref_tokens), "reference_tokens": int(sum(ref_tokens)),
+                  "reference_share": ref_share, "current_share": cur_share})

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from monitoring.monitor import Reference, Traffic
+from monitoring.monitor import Traffic
+from monitoring.reference import Reference
 
 STYLE = """
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1150px;color:#1f2933}

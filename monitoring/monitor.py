@@ -1,57 +1,20 @@
-"""One monitoring report: a window of logged predictions against the reference the model was trained on.
-
-The reference is the train split (texts, labels, lengths) plus what the served bundle does with the test split:
-its confidence and its tokenizer's [UNK] share. The tokenizer and the model were fitted on train texts, so only
-held-out texts show the confidence and the unknown words a healthy window should have.
+"""One monitoring report: a window of logged predictions against the reference the model was trained on
+(monitoring/reference.py), both read in memory that does not grow with the window or the corpus.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from monitoring import drift
+from monitoring.reference import Reference
 from monitoring.window import Window
-from serving.contract import UNK_ID
-from serving.prediction_log import token_stats
 from serving.store import SCORE_BUCKETS, Prediction, Store
 from training.cleaning import normalise
-
-
-@dataclass(frozen=True)
-class Reference:
-    texts: list[str]
-    labels: list[str]
-    n_chars: np.ndarray
-    n_tokens: np.ndarray  # per test-split text
-    n_unk: np.ndarray
-    confidence: np.ndarray  # the model's top-label probability on the test split
-    model_labels: tuple[str, ...]
-
-
-def token_counts(predictor: Any, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    stats = [token_stats(text, ids, UNK_ID) for text, ids in zip(texts, predictor.encode(texts), strict=True)]
-    return np.array([s[0] for s in stats]), np.array([s[1] for s in stats])
-
-
-def load_reference(data_dir: Path, predictor: Any) -> Reference:
-    """The train split, and the served model's confidence and [UNK] share on the test split."""
-    paths = {name: data_dir / f"{name}.parquet" for name in ("train", "test")}
-    missing = [str(p) for p in paths.values() if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"{', '.join(missing)} not found: the monitor compares traffic with the train "
-                                "split; run `dvc repro` (or `dvc pull`) first, or pass --data")
-    train, test = pd.read_parquet(paths["train"]), pd.read_parquet(paths["test"])
-    texts, held_out = train["text"].astype(str).tolist(), test["text"].astype(str).tolist()
-    n_tokens, n_unk = token_counts(predictor, held_out)
-    confidence = predictor.probabilities(held_out).max(axis=1)
-    return Reference(texts, train["label"].astype(str).tolist(), np.array([len(t) for t in texts]), n_tokens, n_unk,
-                     confidence, tuple(predictor.labels))
 
 
 @dataclass(frozen=True)
@@ -102,17 +65,21 @@ def run_checks(reference: Reference, traffic: Traffic,
                thresholds: drift.Thresholds = drift.DEFAULT_THRESHOLDS) -> list[drift.Check]:
     if len(traffic.texts) >= drift.MIN_ROWS:
         text = drift.text_drift(reference.texts, traffic.texts, thresholds=thresholds)
-        text.detail["texts_logged"] = traffic.texts_logged
+        text.detail.update(texts_logged=traffic.texts_logged, reference_sampled_from=reference.train_rows)
     else:
         text = drift.Check("text", None, None, False, "domain classifier ROC AUC",
                            {"skipped": f"{traffic.texts_logged} texts logged in the window (texts logged as hashes "
                                        f"with TEXTCLF_LOG_TEXTS=false are not compared); needs at least "
                                        f"{drift.MIN_ROWS}", "rows": traffic.texts_logged})
-    return [text, drift.label_drift(reference.labels, traffic.labels, reference.model_labels, thresholds),
-            drift.numeric_drift("confidence", reference.confidence, *traffic.scores,
-                                "top-label probability vs the model on the test split", thresholds),
-            drift.numeric_drift("length", reference.n_chars, *traffic.lengths, "characters per text", thresholds),
-            drift.unk_drift(reference.n_tokens, reference.n_unk, traffic.tokens, traffic.unk, thresholds)]
+    checks = [text, drift.label_drift(reference.labels, traffic.labels, reference.model_labels, thresholds),
+              drift.numeric_drift("confidence", reference.confidence, *traffic.scores,
+                                  "top-label probability vs the model on the test split", thresholds),
+              drift.numeric_drift("length", reference.n_chars, *traffic.lengths, "characters per text", thresholds),
+              drift.unk_drift(reference.n_tokens, reference.n_unk, traffic.tokens, traffic.unk, thresholds)]
+    # Each figure says how many rows it rests on, the reference's sample and the split it was drawn from.
+    checks[2].detail["reference_sampled_from"] = checks[4].detail["reference_sampled_from"] = reference.test_rows
+    checks[3].detail["reference_sampled_from"] = reference.train_rows
+    return checks
 
 
 def summarise(span: Window, traffic: Traffic, checks: list[drift.Check],

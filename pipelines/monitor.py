@@ -14,7 +14,8 @@ from pathlib import Path
 from monitoring.drift import MIN_ROWS
 from monitoring.feedback_data import review_queue
 from monitoring.html_report import render
-from monitoring.monitor import Traffic, load_reference, run_checks, summarise
+from monitoring.monitor import Traffic, run_checks, summarise
+from monitoring.reference import load_reference
 from monitoring.window import store_url, window
 from pipelines.cli import parser, run
 from pipelines.params import load_params

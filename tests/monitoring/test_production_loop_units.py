@@ -116,7 +116,7 @@ def test_text_drift_tells_another_domain_from_the_same_one() -> None:
 
 
 def test_label_confidence_length_and_unk_checks() -> None:
-    train = ["pos"] * 50 + ["neg"] * 50
+    train = {"pos": 50, "neg": 50}
     assert not label_drift(train, {"pos": 26, "neg": 24}, ("neg", "pos")).drifted
     assert label_drift(train, {"neg": 50}, ("neg", "pos")).drifted
     rng = np.random.default_rng(0)
@@ -235,7 +235,8 @@ def logged_day(n: int, seed: int = 0) -> list[Prediction]:
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_the_databases_aggregates_give_the_figures_of_the_rows_themselves(dialect, tmp_path, request) -> None:
-    from monitoring.monitor import Reference, Traffic, run_checks
+    from monitoring.monitor import Traffic, run_checks
+    from monitoring.reference import Reference
     from monitoring.window import Window
 
     url = store_url(dialect, tmp_path, request)
@@ -250,9 +251,9 @@ def test_the_databases_aggregates_give_the_figures_of_the_rows_themselves(dialec
     assert aggregated.texts == Traffic.of_store(store, span, sample=200, seed=1).texts  # seeded: the same again
     assert aggregated.texts != Traffic.of_store(store, span, sample=200, seed=2).texts
     rng = np.random.default_rng(5)
-    reference = Reference(make_texts(100, seed=3)["text"].tolist(), ["pos", "neg"] * 100,
+    reference = Reference(make_texts(100, seed=3)["text"].tolist(), {"pos": 100, "neg": 100},
                           rng.integers(1, 40, 500), np.full(500, 10), np.zeros(500, int), rng.beta(6, 1.5, 500),
-                          ("neg", "pos"))
+                          ("neg", "pos"), 200, 500)
     by_store = {c.name: c for c in run_checks(reference, aggregated)}
     by_rows = {c.name: c for c in run_checks(reference, exact)}
     for name in ("labels", "length", "unk_share"):  # exact in the database
@@ -263,6 +264,9 @@ def test_the_databases_aggregates_give_the_figures_of_the_rows_themselves(dialec
     assert [by_store[n].detail["rows"] for n in ("labels", "confidence", "length")] == [600] * 3
     assert by_store["unk_share"].detail["tokens"] == exact.tokens
     assert by_store["text"].detail["rows"] == 200 and by_store["text"].detail["texts_logged"] == 540
+    # and what the reference rests on: the label shares over the whole split, the rest over its samples
+    assert by_store["labels"].detail["train_rows"] == 200 and by_store["unk_share"].detail["reference_rows"] == 500
+    assert [by_store[n].detail["reference_sampled_from"] for n in ("text", "confidence", "length")] == [200, 500, 200]
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])

@@ -89,7 +89,7 @@ def test_the_monitor_section_holds_the_drift_thresholds_and_they_reach_the_check
         parse_params({"monitor": {"labels_js": 2}})
     with pytest.raises(ParamsError, match=r"unknown key 'monitor\.labels'"):
         parse_params({"monitor": {"labels": 0.2}})
-    train, window = ["pos"] * 50 + ["neg"] * 50, {"pos": 80, "neg": 20}
+    train, window = {"pos": 50, "neg": 50}, {"pos": 80, "neg": 20}
     assert label_drift(train, window, ("neg", "pos"), thresholds).drifted
     lenient = thresholds.model_copy(update={"labels_js": 0.9})
     assert not label_drift(train, window, ("neg", "pos"), lenient).drifted
