@@ -2,10 +2,12 @@
 
 Every subset of two or more of params.yaml's train.models (read from models/<model>/best.ckpt) is scored on
 validation; the best val macro-F1 wins, and among subsets within `select.tolerance` of it (the seed spread)
-the cheapest to serve, by each member's measured cost (training/choice.py). The stage opens an MLflow
-run for the ensemble, tagged `member.<model>` with each member's run (which holds that member's checkpoint
-and the tokenizer), then scores and checks it like evaluate does a single model (metrics/ensemble.json,
-metrics/checks/ensemble.json). Once exported, the ensemble's own run holds its MLflow Model.
+the cheapest to serve, by each member's measured cost (training/choice.py). The members' val and test outputs
+are read from their evaluate stages (metrics/logits/, training/split_logits.py) when they match the
+checkpoints and splits, and predicted otherwise. The stage opens an MLflow run for the ensemble, tagged
+`member.<model>` with each member's run (which holds that member's checkpoint and the tokenizer), then scores
+and checks it like evaluate does a single model (metrics/ensemble.json, metrics/checks/ensemble.json). Once
+exported, the ensemble's own run holds its MLflow Model.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pipelines.params import ENSEMBLE, load_params
 from training.assessment import Candidate, assess, cost_sample
 from training.choice import Option, cheapest_within
 from training.cost import serving_cost
-from training.ensemble import AveragedProbabilities, load_ensemble
-from training.evaluation import predict_proba, score
+from training.ensemble import CHECKPOINT, AveragedProbabilities, load_ensemble, mean_log_probs
+from training.evaluation import score
+from training.split_logits import SPLITS, held_out_logits
 from training.textdata import TextData
 from training.tracking import experiment_name, log_splits, open_experiment, run_tags, tracking_uri
 
@@ -93,7 +96,9 @@ def main() -> None:
     data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     # Each member's val probabilities and its measured serving cost (ms a text).
     by_name = dict(zip(trained, everything.members, strict=True))
-    probs = {m: predict_proba(model, data, "val") for m, model in by_name.items()}
+    logits = {m: held_out_logits(model, models_dir / m / CHECKPOINT, data, args.metrics / "logits" / f"{m}.npz")
+              for m, model in by_name.items()}
+    probs = {m: split["val"].softmax(-1) for m, split in logits.items()}
     texts = cost_sample(data)
     costs = {m: serving_cost(model, data.tokenizer, texts) for m, model in by_name.items()}
     target = torch.tensor(data.datasets["val"].labels, dtype=torch.long)
@@ -104,7 +109,9 @@ def main() -> None:
     log.info("ensemble: %s averaged (%s), MLflow run %s", ", ".join(members), choice["why"], run_id)
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
                "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
-    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, args.metrics, data)
+    averaged = {s: mean_log_probs([logits[m][s] for m in members]) for s in SPLITS}  # what `model` outputs
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, args.metrics, data,
+           averaged)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Stage evaluate: score one trained model on val and test and run the behavioural checklist on it.
 
 Writes metrics/<model>.json, metrics/confusion/<model>.csv and the candidate's record for select,
-metrics/checks/<model>.json, and logs them to the model's MLflow run (training/assessment.py).
+metrics/checks/<model>.json, and logs them to the model's MLflow run (training/assessment.py); its val and test
+logits go to metrics/logits/<model>.npz for the ensemble stage (training/split_logits.py).
 Without a checklist for the dataset the stage says so and the model passes the behavioural gate.
 metrics/<model>.json carries a `training` block from models/<model>/train.json: the texts it trained on, for how
 long and why it stopped, so models trained under a budget (train.trainer.texts_per_epoch, max_time) are compared
@@ -16,7 +17,10 @@ from typing import Any
 from pipelines.cli import parser, run
 from pipelines.params import MODEL_NAMES, load_params
 from training.assessment import Candidate, assess
-from training.ensemble import load_member
+from training.ensemble import CHECKPOINT, load_member
+from training.evaluation import check_labels, predict_logits
+from training.split_logits import SPLITS, logits_key, save_logits
+from training.textdata import TextData
 
 
 def training_block(summary: dict[str, Any]) -> dict[str, Any]:
@@ -35,7 +39,13 @@ def main() -> None:
     model, labels = load_member(folder)
     summary = json.loads((folder / "train.json").read_text())
     candidate = Candidate(args.model, model, labels, summary["mlflow_run_id"], training=training_block(summary))
-    assess(candidate, params, args.data, args.metrics)
+    tp = params.train.trainer
+    data = TextData(args.data, args.data / "tokenizer.json", tp.batch_size, seed=tp.seed)
+    check_labels(labels, data)
+    logits = {s: predict_logits(model, data, s) for s in SPLITS}
+    # kept for the ensemble stage, which averages its members' outputs instead of predicting them again
+    save_logits(args.metrics / "logits" / f"{args.model}.npz", logits, logits_key(folder / CHECKPOINT, args.data))
+    assess(candidate, params, args.data, args.metrics, data, logits)
 
 
 if __name__ == "__main__":

@@ -82,15 +82,17 @@ def headline(split: dict) -> dict:
 
 
 def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
-           data: TextData | None = None) -> CheckRecord:
+           data: TextData | None = None, logits: dict[str, torch.Tensor] | None = None) -> CheckRecord:
     """Score and check one candidate; write its metrics and record; log both to its MLflow run.
 
-    `data`: the splits already read from `data_dir` with params' batch size and seed, if the caller has them."""
+    `data`: the splits already read from `data_dir` with params' batch size and seed, if the caller has them;
+    `logits`: the candidate's val and test outputs, if the caller has them (training/split_logits.py)."""
     tp = params.train.trainer
     data = data if data is not None else TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     check_labels(candidate.labels, data)
     splits = ("val", "test")
-    logits = {s: predict_logits(candidate.model, data, s) for s in splits}
+    if logits is None:
+        logits = {s: predict_logits(candidate.model, data, s) for s in splits}
     targets = {s: torch.tensor(data.datasets[s].labels, dtype=torch.long) for s in splits}
     # What is scored, checked and exported is the calibrated model: the same predictions, honest scores.
     model, calibration = calibrate(candidate.model, logits, targets)

@@ -23,8 +23,13 @@ class AveragedProbabilities(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([m(input_ids).float().softmax(-1) for m in self.members]).mean(0)
-        return probs.clamp_min(1e-12).log()
+        return mean_log_probs([m(input_ids) for m in self.members])
+
+
+def mean_log_probs(outputs: list[torch.Tensor]) -> torch.Tensor:
+    """The members' logits → the log of their mean softmax (what the ensemble outputs for the same inputs)."""
+    probs = torch.stack([o.float().softmax(-1) for o in outputs]).mean(0)
+    return probs.clamp_min(1e-12).log()
 
 
 def load_member(folder: Path) -> tuple[nn.Module, list[str]]:

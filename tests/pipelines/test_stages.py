@@ -46,6 +46,36 @@ def test_ingest_preprocess_train_evaluate(project_copy):
     assert "backward" not in torch.load(tiny_workdir / "models/lm/lm.pt", weights_only=False)
     assert metrics["calibration"]["temperature"] > 0 and record["calibration"]["bins"] == 15
     assert record["cost_ms_per_text"] > 0
+    saved_logits_feed_the_ensemble(tiny_workdir, report["splits"], confusion)
+
+
+def saved_logits_feed_the_ensemble(workdir, splits: dict, confusion: pd.DataFrame) -> None:
+    """evaluate keeps the model's val and test logits under a key of its checkpoint and splits; the ensemble's
+    average of saved outputs is exactly what the averaged model outputs."""
+    import torch
+
+    from pipelines.params import load_params
+    from training.ensemble import AveragedProbabilities, load_member, mean_log_probs
+    from training.evaluation import predict_logits
+    from training.split_logits import held_out_logits, load_logits, logits_key
+    from training.textdata import TextData
+
+    checkpoint, data_dir, path = workdir / "models/rcnn/best.ckpt", workdir / "data/processed", \
+        workdir / "metrics/logits/rcnn.npz"
+    saved = load_logits(path, logits_key(checkpoint, data_dir))
+    assert saved is not None and {s: len(v) for s, v in saved.items()} == {"val": splits["val"], "test": splits["test"]}
+    labels = json.loads((workdir / "metrics/rcnn.json").read_text())["labels"]
+    assert [labels[i] for i in saved["test"].argmax(-1).tolist()] == confusion["predicted"].tolist()
+    assert load_logits(path, "another checkpoint") is None  # a stale file is not read
+    model, _ = load_member(workdir / "models/rcnn")
+    tp = load_params(workdir / "params.yaml").train.trainer
+    data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)  # evaluate's batches
+    with torch.no_grad():
+        direct = predict_logits(AveragedProbabilities([model, model]).eval(), data, "val")
+        assert torch.equal(mean_log_probs([saved["val"], saved["val"]]), direct)
+        assert torch.equal(held_out_logits(model, checkpoint, data, path)["test"], saved["test"])
+        missing = held_out_logits(model, checkpoint, data, workdir / "metrics/logits/none.npz")  # predicted
+        assert torch.allclose(missing["val"], saved["val"], atol=1e-6)
 
 
 def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(project_copy):
