@@ -34,6 +34,11 @@ def predict_logits(module: torch.nn.Module, data: TextData, split: str) -> torch
     return torch.empty_like(logits).index_copy_(0, order, logits)
 
 
+def predict_proba(module: torch.nn.Module, data: TextData, split: str) -> torch.Tensor:
+    """Class probabilities over a whole split, in its rows' order."""
+    return predict_logits(module, data, split).softmax(-1)
+
+
 def score(preds: torch.Tensor, target: torch.Tensor, labels: list[str]) -> dict[str, Any]:
     n = len(labels)
     per_class = {

@@ -9,7 +9,7 @@ from pipelines.params import TrainerParams, parse_params
 from tests.conftest import REPO, TINY_TRAIN
 from training.checkpoints import CheckpointError, load_model
 from training.datamodule import TextDataModule
-from training.evaluation import predict_logits, score
+from training.evaluation import predict_proba, score
 from training.fit import fit_classifier
 from training.module import TextClassifier
 from training.textdata import BucketBatchSampler, Collate
@@ -57,7 +57,7 @@ def test_load_model_without_lightning_is_the_trained_network(processed_dir, tmp_
     assert labels == data.labels == list(module.hparams.labels) and not model.training
     assert model.state_dict().keys() == module.model.state_dict().keys()
     assert all(torch.equal(v, module.model.state_dict()[k]) for k, v in model.state_dict().items())
-    assert torch.equal(predict_logits(model, data, "test"), predict_logits(module, data, "test"))
+    assert torch.equal(predict_proba(model, data, "test"), predict_proba(module, data, "test"))
     with pytest.raises(CheckpointError, match="not found: run the train stage"):
         load_model(tmp_path / "missing.ckpt")
     (tmp_path / "bad.ckpt").write_bytes(b"not a checkpoint")
@@ -71,12 +71,12 @@ def test_training_learns_the_tiny_task(processed_dir, tmp_path):
     result = fit_classifier("textrnn", config, _trainer(max_epochs=6, patience=6), data, tmp_path,
                             progress_bar=False)
     module, _ = load_model(result.best_checkpoint)
-    preds, target = predict_logits(module, data, "test").argmax(-1), torch.tensor(data.datasets["test"].labels)
+    preds, target = predict_proba(module, data, "test").argmax(-1), torch.tensor(data.datasets["test"].labels)
     assert score(preds, target, data.labels)["accuracy"] > 0.6  # three classes: chance is 0.33
     # Row order, not the length-bucketed loader's: row i's probabilities are those of text i alone.
     with torch.inference_mode():
         alone = torch.cat([module(torch.tensor([ids])).softmax(-1) for ids in data.datasets["test"].ids])
-    assert torch.allclose(predict_logits(module, data, "test").softmax(-1), alone, atol=1e-5)
+    assert torch.allclose(predict_proba(module, data, "test"), alone, atol=1e-5)
 
 
 def test_bucketed_batches_cover_every_row_once_with_little_padding(processed_dir):
@@ -148,7 +148,7 @@ def test_the_train_stage_under_two_process_ddp_on_cpu(processed_dir, tmp_path):
     assert runs[0].data.metrics["budget_texts_seen"] == rows
     model, labels = load_model(out / "best.ckpt")
     data = TextData(processed_dir, processed_dir / "tokenizer.json", batch_size)
-    probs = predict_logits(model, data, "test").softmax(-1)
+    probs = predict_proba(model, data, "test")
     assert labels == data.labels and probs.shape == (len(data.datasets["test"]), 3)
     assert torch.allclose(probs.sum(-1), torch.ones(len(probs)))
     # evaluate reads the DDP-trained checkpoint and carries the budget into the model's metrics.

@@ -14,7 +14,7 @@ from serving.contract import pad
 from training.checkpoints import load_model
 from training.datamodule import TextDataModule
 from training.ensemble import AveragedProbabilities
-from training.evaluation import predict_logits
+from training.evaluation import predict_proba
 from training.export import check_parity, export_onnx
 from training.fit import fit_model
 from training.models import build_model
@@ -101,12 +101,11 @@ def test_fit_model_writes_a_checkpoint_every_stage_loads(processed_dir, tmp_path
     assert torch.load(result.best_checkpoint, weights_only=False)["tfidf"].items() >= ran.items()
     model, labels = load_model(result.best_checkpoint)
     assert isinstance(model, TfidfLR) and labels == data.labels
-    probs = predict_logits(model, data, "val").softmax(-1)
+    probs = predict_proba(model, data, "val")
     assert probs.shape == (len(data.datasets["val"]), len(data.labels))
     rnn = build_model("bilstm", data.vocab_size, len(data.labels), embedding_dim=8, hidden_size=8).eval()
-    mixed = predict_logits(AveragedProbabilities([rnn, model]).eval(), data, "val").softmax(-1)
-    alone = predict_logits(rnn, data, "val").softmax(-1)
-    np.testing.assert_allclose(mixed.numpy(), (alone + probs).numpy() / 2, atol=1e-6)
+    mixed = predict_proba(AveragedProbabilities([rnn, model]).eval(), data, "val")
+    np.testing.assert_allclose(mixed.numpy(), (predict_proba(rnn, data, "val") + probs).numpy() / 2, atol=1e-6)
 
 
 class ChunkedIds(Sequence):
