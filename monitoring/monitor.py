@@ -77,8 +77,10 @@ def run_checks(reference: Reference, traffic: Traffic,
               drift.numeric_drift("length", reference.n_chars, *traffic.lengths, "characters per text", thresholds),
               drift.unk_drift(reference.n_tokens, reference.n_unk, traffic.tokens, traffic.unk, thresholds)]
     # Each figure says how many rows it rests on, the reference's sample and the split it was drawn from.
-    checks[2].detail["reference_sampled_from"] = checks[4].detail["reference_sampled_from"] = reference.test_rows
-    checks[3].detail["reference_sampled_from"] = reference.train_rows
+    for check in checks:
+        if check.name in ("confidence", "unk_share", "length"):
+            check.detail["reference_sampled_from"] = reference.train_rows if check.name == "length" else \
+                reference.test_rows
     return checks
 
 

@@ -44,8 +44,12 @@ class Reference:
     n_unk: np.ndarray
     confidence: np.ndarray  # the model's top-label probability on the sampled test texts
     model_labels: tuple[str, ...]
-    train_rows: int  # the splits' sizes the samples stand for
-    test_rows: int
+    test_rows: int  # the test split's size its sample stands for
+
+    @property
+    def train_rows(self) -> int:
+        """The train split's size its sample stands for: its labels are counted whole."""
+        return sum(self.labels.values())
 
 
 def sample_rows(path: Path, n: int, seed: int = 0, columns: tuple[str, ...] = ("text",)) -> pa.Table:
@@ -91,5 +95,4 @@ def load_reference(data_dir: Path, predictor: Any, train_rows: int = TRAIN_SAMPL
     n_tokens, n_unk = token_counts(predictor, held_out)
     confidence = predictor.probabilities(held_out).max(axis=1)
     return Reference(texts, label_counts(paths["train"]), np.array([len(t) for t in texts]), n_tokens, n_unk,
-                     confidence, tuple(predictor.labels), pq.ParquetFile(paths["train"]).metadata.num_rows,
-                     pq.ParquetFile(paths["test"]).metadata.num_rows)
+                     confidence, tuple(predictor.labels), pq.ParquetFile(paths["test"]).metadata.num_rows)

@@ -27,7 +27,7 @@ from training.choice import Option, cheapest_within
 from training.cost import serving_cost
 from training.ensemble import CHECKPOINT, AveragedProbabilities, load_ensemble, mean_log_probs
 from training.evaluation import score
-from training.split_logits import SPLITS, held_out_logits
+from training.split_logits import SPLITS, held_out_digest, held_out_logits
 from training.textdata import TextData
 from training.tracking import experiment_name, log_splits, open_experiment, run_tags, tracking_uri
 
@@ -96,8 +96,9 @@ def main() -> None:
     data = TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
     # Each member's val probabilities and its measured serving cost (ms a text).
     by_name = dict(zip(trained, everything.members, strict=True))
-    logits = {m: held_out_logits(model, models_dir / m / CHECKPOINT, data, args.metrics / "logits" / f"{m}.npz")
-              for m, model in by_name.items()}
+    held_out = held_out_digest(data_dir)  # hashed once for every member's key
+    logits = {m: held_out_logits(model, models_dir / m / CHECKPOINT, data, args.metrics / "logits" / f"{m}.npz",
+                                 held_out) for m, model in by_name.items()}
     probs = {m: split["val"].softmax(-1) for m, split in logits.items()}
     texts = cost_sample(data)
     costs = {m: serving_cost(model, data.tokenizer, texts) for m, model in by_name.items()}
@@ -110,8 +111,7 @@ def main() -> None:
     details = {"members_chosen_because": choice["why"], "subsets": choice["subsets"],
                "member_cost_ms_per_text": choice["member_cost_ms_per_text"]}
     averaged = {s: mean_log_probs([logits[m][s] for m in members]) for s in SPLITS}  # what `model` outputs
-    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, data_dir, args.metrics, data,
-           averaged)
+    assess(Candidate(ENSEMBLE, model, labels, run_id, members, details), params, args.metrics, data, averaged)
 
 
 if __name__ == "__main__":

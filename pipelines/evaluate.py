@@ -18,8 +18,8 @@ from pipelines.cli import parser, run
 from pipelines.params import MODEL_NAMES, load_params
 from training.assessment import Candidate, assess
 from training.ensemble import CHECKPOINT, load_member
-from training.evaluation import check_labels, predict_logits
-from training.split_logits import SPLITS, logits_key, save_logits
+from training.evaluation import check_labels
+from training.split_logits import held_out_digest, logits_key, predict_held_out, save_logits
 from training.textdata import TextData
 
 
@@ -41,11 +41,12 @@ def main() -> None:
     candidate = Candidate(args.model, model, labels, summary["mlflow_run_id"], training=training_block(summary))
     tp = params.train.trainer
     data = TextData(args.data, args.data / "tokenizer.json", tp.batch_size, seed=tp.seed)
-    check_labels(labels, data)
-    logits = {s: predict_logits(model, data, s) for s in SPLITS}
+    check_labels(labels, data)  # before minutes of prediction, not after
+    logits = predict_held_out(model, data)
     # kept for the ensemble stage, which averages its members' outputs instead of predicting them again
-    save_logits(args.metrics / "logits" / f"{args.model}.npz", logits, logits_key(folder / CHECKPOINT, args.data))
-    assess(candidate, params, args.data, args.metrics, data, logits)
+    key = logits_key(folder / CHECKPOINT, held_out_digest(args.data))
+    save_logits(args.metrics / "logits" / f"{args.model}.npz", logits, key)
+    assess(candidate, params, args.metrics, data, logits)
 
 
 if __name__ == "__main__":

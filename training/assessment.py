@@ -24,7 +24,7 @@ from serving.contract import encode, pad
 from training.calibration import calibrate, reliability_curves, reliability_figure
 from training.checks import Checklist, below_floors, load_checklist, run_checks
 from training.cost import serving_cost
-from training.evaluation import check_labels, predict_logits, score
+from training.evaluation import check_labels, score
 from training.jsonio import write_json
 from training.records import CheckRecord
 from training.textdata import TextData
@@ -81,18 +81,12 @@ def headline(split: dict) -> dict:
     return {"accuracy": split["accuracy"], "macro_f1": split["macro_f1"]}
 
 
-def assess(candidate: Candidate, params: Any, data_dir: Path, metrics_dir: Path,
-           data: TextData | None = None, logits: dict[str, torch.Tensor] | None = None) -> CheckRecord:
-    """Score and check one candidate; write its metrics and record; log both to its MLflow run.
-
-    `data`: the splits already read from `data_dir` with params' batch size and seed, if the caller has them;
-    `logits`: the candidate's val and test outputs, if the caller has them (training/split_logits.py)."""
-    tp = params.train.trainer
-    data = data if data is not None else TextData(data_dir, data_dir / "tokenizer.json", tp.batch_size, seed=tp.seed)
+def assess(candidate: Candidate, params: Any, metrics_dir: Path, data: TextData,
+           logits: dict[str, torch.Tensor]) -> CheckRecord:
+    """Score and check one candidate from its val and test outputs (`logits`, training/split_logits.py); write its
+    metrics and record; log both to its MLflow run. `data`: the splits, read with params' batch size and seed."""
     check_labels(candidate.labels, data)
-    splits = ("val", "test")
-    if logits is None:
-        logits = {s: predict_logits(candidate.model, data, s) for s in splits}
+    splits = tuple(logits)
     targets = {s: torch.tensor(data.datasets[s].labels, dtype=torch.long) for s in splits}
     # What is scored, checked and exported is the calibrated model: the same predictions, honest scores.
     model, calibration = calibrate(candidate.model, logits, targets)

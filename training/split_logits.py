@@ -34,11 +34,21 @@ def _digest(paths: list[Path]) -> str:
     return sha.hexdigest()
 
 
-def logits_key(checkpoint: Path, data_dir: Path) -> str:
-    """What the logits depend on: the checkpoint's bytes and the held-out splits' token files."""
+def held_out_digest(data_dir: Path) -> str:
+    """The held-out splits' token files (and the store's meta) as one sha256: hashed once a stage, however many
+    models it reads logits for."""
     tokens = data_dir / "tokens"
     files = [tokens / f"{s}.{part}" for s in SPLITS for part in ("ids.bin", "offsets.npy", "labels.npy")]
-    return _digest([checkpoint, tokens / META, *files])
+    return _digest([tokens / META, *files])
+
+
+def logits_key(checkpoint: Path, held_out: str) -> str:
+    """What the logits depend on: the checkpoint's bytes and the held-out splits (`held_out_digest`)."""
+    return f"{_digest([checkpoint])}:{held_out}"
+
+
+def predict_held_out(model: torch.nn.Module, data: TextData) -> dict[str, torch.Tensor]:
+    return {s: predict_logits(model, data, s) for s in SPLITS}
 
 
 def save_logits(path: Path, logits: dict[str, torch.Tensor], key: str) -> None:
@@ -57,10 +67,11 @@ def load_logits(path: Path, key: str) -> dict[str, torch.Tensor] | None:
         return {s: torch.from_numpy(saved[s]) for s in SPLITS}
 
 
-def held_out_logits(model: torch.nn.Module, checkpoint: Path, data: TextData, saved: Path) -> dict[str, torch.Tensor]:
+def held_out_logits(model: torch.nn.Module, checkpoint: Path, data: TextData, saved: Path,
+                    held_out: str) -> dict[str, torch.Tensor]:
     """The model's val and test logits: read back from `saved` when they match, predicted otherwise."""
-    logits = load_logits(saved, logits_key(checkpoint, data.data_dir))
+    logits = load_logits(saved, logits_key(checkpoint, held_out))
     if logits is not None:
         return logits
     log.info("%s: no saved logits for this checkpoint and these splits; predicting val and test", saved)
-    return {s: predict_logits(model, data, s) for s in SPLITS}
+    return predict_held_out(model, data)

@@ -253,7 +253,7 @@ def test_the_databases_aggregates_give_the_figures_of_the_rows_themselves(dialec
     rng = np.random.default_rng(5)
     reference = Reference(make_texts(100, seed=3)["text"].tolist(), {"pos": 100, "neg": 100},
                           rng.integers(1, 40, 500), np.full(500, 10), np.zeros(500, int), rng.beta(6, 1.5, 500),
-                          ("neg", "pos"), 200, 500)
+                          ("neg", "pos"), 500)
     by_store = {c.name: c for c in run_checks(reference, aggregated)}
     by_rows = {c.name: c for c in run_checks(reference, exact)}
     for name in ("labels", "length", "unk_share"):  # exact in the database

@@ -57,12 +57,14 @@ def saved_logits_feed_the_ensemble(workdir, splits: dict, confusion: pd.DataFram
     from pipelines.params import load_params
     from training.ensemble import AveragedProbabilities, load_member, mean_log_probs
     from training.evaluation import predict_logits
-    from training.split_logits import held_out_logits, load_logits, logits_key
+    from training.split_logits import held_out_digest, held_out_logits, load_logits, logits_key, save_logits
     from training.textdata import TextData
 
     checkpoint, data_dir, path = workdir / "models/rcnn/best.ckpt", workdir / "data/processed", \
         workdir / "metrics/logits/rcnn.npz"
-    saved = load_logits(path, logits_key(checkpoint, data_dir))
+    held = held_out_digest(data_dir)
+    key = logits_key(checkpoint, held)
+    saved = load_logits(path, key)
     assert saved is not None and {s: len(v) for s, v in saved.items()} == {"val": splits["val"], "test": splits["test"]}
     labels = json.loads((workdir / "metrics/rcnn.json").read_text())["labels"]
     assert [labels[i] for i in saved["test"].argmax(-1).tolist()] == confusion["predicted"].tolist()
@@ -73,9 +75,15 @@ def saved_logits_feed_the_ensemble(workdir, splits: dict, confusion: pd.DataFram
     with torch.no_grad():
         direct = predict_logits(AveragedProbabilities([model, model]).eval(), data, "val")
         assert torch.equal(mean_log_probs([saved["val"], saved["val"]]), direct)
-        assert torch.equal(held_out_logits(model, checkpoint, data, path)["test"], saved["test"])
-        missing = held_out_logits(model, checkpoint, data, workdir / "metrics/logits/none.npz")  # predicted
+        # read back, not predicted again: a file under the right key is returned as it is, whatever it holds
+        marked = workdir / "metrics/logits/marked.npz"
+        save_logits(marked, {s: v + 1 for s, v in saved.items()}, key)
+        read = held_out_logits(model, checkpoint, data, marked, held)
+        assert torch.equal(read["test"], saved["test"] + 1)
+        missing = held_out_logits(model, checkpoint, data, workdir / "metrics/logits/none.npz", held)  # predicted
         assert torch.allclose(missing["val"], saved["val"], atol=1e-6)
+        other = held_out_logits(model, workdir / "models/rcnn/train.json", data, marked, held)
+        assert torch.allclose(other["val"], saved["val"], atol=1e-6)  # another checkpoint's key: predicted
 
 
 def test_pretraining_turned_off_is_skipped_with_a_warning_and_training_starts_from_scratch(project_copy):
